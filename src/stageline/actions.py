@@ -1,0 +1,257 @@
+"""The workflow's actions: read the committed state → ask the rules → write one commit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import yaml
+
+from stageline import rules
+from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
+from stageline.gitstore import TREE_MODE, Entry, Identity, Store
+from stageline.layout import (
+    AGENT_FILE, POLICY_FILE, approval_path, check_agent_name, env_dir,
+)
+from stageline.policy import Member, Policy, PolicyError, parse_policy
+from stageline.validation import check_agent
+
+
+@dataclass
+class Workspace:
+    """A repository opened for stageline: its branch, the branch's tip and policy."""
+
+    store: Store
+    ref: str
+    head: str
+    policy: Policy
+
+    def tree(self, env: str, agent: str) -> str | None:
+        return self.store.tree_at(self.head, env_dir(env, agent))
+
+    def approval(self, agent: str) -> rules.Approval | str | None:
+        data = self.store.blob_at(self.head, approval_path(agent))
+        return None if data is None else rules.parse_approval(data, approval_path(agent))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did: the new commit, or None when there was nothing to do."""
+
+    commit: str | None
+    summary: str
+
+
+def open_workspace(repo: str | None) -> Workspace:
+    store = Store.open(repo)
+    store.finish_pending()
+    ref = store.head_ref()
+    if ref is None:
+        raise Blocked("HEAD is detached; check out the branch to act on, then run it again.")
+    head = store.resolve(ref)
+    if head is None:
+        raise RepositoryError(f"the branch {ref.removeprefix('refs/heads/')} has no commits; "
+                              "create the organization with 'stageline init'.")
+    data = store.blob_at(head, POLICY_FILE)
+    if data is None:
+        raise PolicyError(f"there is no {POLICY_FILE} at the tip of "
+                          f"{ref.removeprefix('refs/heads/')}; this is not a stageline repository.")
+    return Workspace(store, ref, head, parse_policy(data))
+
+
+def resolve_actor(ws: Workspace, explicit: str | None) -> Member:
+    """``--as``, else ``$STAGELINE_ACTOR``, else the member with git's ``user.email``."""
+    wanted = explicit or os.environ.get("STAGELINE_ACTOR")
+    if wanted:
+        member = ws.policy.member(wanted)
+        if member is None:
+            raise PermissionDenied(f"{wanted} is not a member of {ws.policy.organization}; "
+                                   f"ask an org-admin to add them to {POLICY_FILE}.")
+        return member
+    email = ws.store.config("user.email")
+    member = ws.policy.member_by_email(email) if email else None
+    if member is None:
+        who = f"git's user.email {email}" if email else "no --as, STAGELINE_ACTOR or user.email"
+        raise PermissionDenied(f"cannot tell who is acting ({who} names no member); "
+                               "pass --as MEMBER.")
+    return member
+
+
+def _require(member: Member, action: str) -> None:
+    if not rules.allowed(member, action):
+        raise PermissionDenied(rules.denial(member, action) + ".")
+
+
+def _message(subject: str, action: str, actor: Member, agent: str | None = None,
+             extra: dict[str, str] | None = None) -> str:
+    trailers = {"Stageline-Action": action}
+    if agent:
+        trailers["Stageline-Agent"] = agent
+    trailers["Stageline-Actor"] = actor.id
+    trailers.update(extra or {})
+    return subject + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+
+
+def _commit(ws: Workspace, actor: Member, changes: dict[str, Entry | None], message: str,
+            done: str) -> Outcome:
+    commit = ws.store.apply(ws.ref, ws.head, changes, message, Identity(actor.name, actor.email))
+    return Outcome(commit, done if commit else "nothing to change.")
+
+
+def _validated(ws: Workspace, agent: str, env: str, tree: str) -> None:
+    listing = ws.store.files(tree)
+    oids = {path: oid for _mode, oid, path in listing}
+    problems = check_agent(agent, [(mode, path) for mode, _oid, path in listing],
+                           lambda path: ws.store.read_blob(oids[path]))
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise CheckFailed(f"{agent} in {env} is not valid: {problems[0]}{more}; fix it in "
+                          "development and run 'stageline validate'.")
+
+
+def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
+    check_agent_name(agent)
+    if target == "staging":
+        return _promote_to_staging(ws, actor, agent)
+    if target == "production":
+        return _promote_to_production(ws, actor, agent)
+    raise UsageError(f"cannot promote to {target!r}; use --to staging or --to production.")
+
+
+def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    _require(actor, rules.PROMOTE_STAGING)
+    dev = ws.tree("development", agent)
+    if dev is None:
+        raise Blocked(f"{agent} is not in development; create it with 'stageline agent new "
+                      f"{agent}' first.")
+    if ws.tree("staging", agent) == dev:
+        return Outcome(None, f"staging already equals development for {agent}; nothing to do.")
+    _validated(ws, agent, "development", dev)
+    changes: dict[str, Entry | None] = {
+        env_dir("staging", agent): Entry(TREE_MODE, dev),
+        approval_path(agent): None,
+    }
+    message = _message(f"Promote {agent} to staging", rules.PROMOTE_STAGING, actor, agent)
+    return _commit(ws, actor, changes, message, f"promoted {agent} to staging.")
+
+
+def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    _require(actor, rules.PROMOTE_PRODUCTION)
+    staging = ws.tree("staging", agent)
+    if staging is None:
+        raise Blocked(f"{agent} is not in staging; promote it with 'stageline promote {agent} "
+                      "--to staging' first.")
+    if ws.tree("production", agent) == staging:
+        return Outcome(None, f"production already equals staging for {agent}; nothing to do.")
+    approval = ws.approval(agent)
+    problem = rules.approval_problem(approval, agent, staging)
+    if problem:
+        raise Blocked(f"{problem}; QA must run 'stageline mark-ready {agent}' first.")
+    assert isinstance(approval, rules.Approval)
+    if ws.policy.separation_of_duties and approval.marked_by == actor.id:
+        raise PermissionDenied(f"{actor.id} marked this staging tree of {agent} ready and may not "
+                               "also push it to production; another org-admin must.")
+    _validated(ws, agent, "staging", staging)
+    changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
+    message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent)
+    return _commit(ws, actor, changes, message, f"pushed {agent} to production.")
+
+
+def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    check_agent_name(agent)
+    _require(actor, rules.MARK_READY)
+    staging = ws.tree("staging", agent)
+    if staging is None:
+        raise Blocked(f"{agent} is not in staging; a developer must promote it first.")
+    current = ws.approval(agent)
+    if (rules.approval_problem(current, agent, staging) is None
+            and isinstance(current, rules.Approval) and current.marked_by == actor.id):
+        return Outcome(None, f"{agent} is already Ready for Production; nothing to do.")
+    marked_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    text = rules.approval_text(agent, staging, actor.id, marked_at)
+    changes: dict[str, Entry | None] = {
+        approval_path(agent): Entry("100644", ws.store.hash_blob(text.encode())),
+    }
+    message = _message(f"Mark {agent} Ready for Production", rules.MARK_READY, actor, agent)
+    return _commit(ws, actor, changes, message, f"marked {agent} Ready for Production.")
+
+
+def scaffold(agent: str) -> dict[str, bytes]:
+    """The smallest valid agent."""
+    return {
+        AGENT_FILE: (
+            f"name: {agent}\n"
+            f"description: {agent.replace('-', ' ').capitalize()}\n"
+            "model: {provider: openai, name: gpt-4o-mini}\n"
+            "system_prompt: prompts/system.md\n"
+        ).encode(),
+        "prompts/system.md": (
+            f"You are {agent}. Describe here what the agent does, its tone, and what it must "
+            "never do.\n"
+        ).encode(),
+    }
+
+
+def new_agent(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    check_agent_name(agent)
+    _require(actor, rules.CREATE_AGENT)
+    if ws.tree("development", agent) is not None:
+        raise Blocked(f"{agent} already exists in development; edit it there.")
+    tree = ws.store.build_tree(scaffold(agent))
+    changes: dict[str, Entry | None] = {env_dir("development", agent): Entry(TREE_MODE, tree)}
+    message = _message(f"Create agent {agent}", rules.CREATE_AGENT, actor, agent)
+    return _commit(ws, actor, changes, message, f"created {agent} in development.")
+
+
+def init_organization(path: str, org: str, admin: str, email: str, name: str | None,
+                      branch: str = "main") -> Outcome:
+    """A new organization repository: the policy, a README, one first commit."""
+    text = yaml.safe_dump({
+        "organization": org,
+        "protected_branches": [branch],
+        "members": {admin: {"name": name or admin, "email": email, "roles": ["org-admin"]}},
+    }, sort_keys=False, allow_unicode=True)
+    try:
+        policy = parse_policy(text.encode())
+    except PolicyError as exc:
+        raise UsageError(f"cannot create the organization: {exc.message}") from None
+    actor = policy.members[admin]
+    if os.path.exists(os.path.join(path, ".git")) or (
+            os.path.isdir(path) and os.path.exists(os.path.join(path, "HEAD"))):
+        raise Blocked(f"{path} is already a Git repository; run init on a new directory.")
+    store = Store.init(path, branch)
+    readme = (
+        f"# {org} agents\n\n"
+        "This repository holds the organization's AI agents, managed with stageline.\n\n"
+        "- `environments/development/<agent>/`: edited by developers\n"
+        "- `environments/staging/<agent>/`: a copy of development, tested by QA\n"
+        "- `environments/production/<agent>/`: a copy of QA-approved staging, pushed by "
+        "org-admins\n"
+        "- `approvals/<agent>.yaml`: QA's Ready for Production record\n\n"
+        "Staging and production are never edited by hand: use `stageline promote`.\n"
+    )
+    changes: dict[str, Entry | None] = {
+        POLICY_FILE: Entry("100644", store.hash_blob(text.encode())),
+        "README.md": Entry("100644", store.hash_blob(readme.encode())),
+    }
+    message = _message(f"Create the {org} organization", rules.INIT, actor)
+    commit = store.apply(f"refs/heads/{branch}", None, changes, message,
+                         Identity(actor.name, actor.email))
+    return Outcome(commit, f"created the {org} organization in {path}.")
+
+
+def import_organization(store: Store, ref: str, files: dict[str, bytes]) -> str:
+    """A first commit holding an organization's files, made by its first org-admin."""
+    policy = parse_policy(files.get(POLICY_FILE, b""))
+    admin = next((m for m in policy.members.values() if m.has("org-admin")), None)
+    if admin is None:
+        raise PolicyError(f"{POLICY_FILE} names no org-admin; the organization needs one.")
+    changes: dict[str, Entry | None] = {
+        path: Entry("100644", store.hash_blob(data)) for path, data in files.items()}
+    message = _message(f"Import the {policy.organization} organization", rules.INIT, admin)
+    commit = store.apply(ref, store.resolve(ref), changes, message,
+                         Identity(admin.name, admin.email))
+    if commit is None:
+        raise Blocked("there is nothing to import.")
+    return commit

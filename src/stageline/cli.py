@@ -1,0 +1,298 @@
+"""The ``stageline`` command: parse, call one function, print. No rules here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from stageline import __version__
+from stageline.errors import REPOSITORY, USAGE, StagelineError
+
+
+@dataclass
+class Globals:
+    repo: str | None
+    actor: str | None
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", metavar="PATH", help="The organization repository (default: here).")
+@click.option("--as", "actor", metavar="MEMBER",
+              help="Act as this member (default: $STAGELINE_ACTOR, else git's user.email).")
+@click.version_option(__version__, "--version", prog_name="stageline")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, actor: str | None) -> None:
+    """Development → staging → production for AI agents, on Git."""
+    ctx.obj = Globals(repo, actor)
+
+
+def _workspace_and_actor(g: Globals) -> tuple[Any, Any]:
+    from stageline.actions import open_workspace, resolve_actor
+
+    ws = open_workspace(g.repo)
+    return ws, resolve_actor(ws, g.actor)
+
+
+def _report(outcome: Any) -> None:
+    if outcome.commit:
+        click.echo(f"{outcome.summary} ({outcome.commit[:12]})")
+    else:
+        click.echo(outcome.summary)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--org", required=True, help="The organization's name.")
+@click.option("--admin", required=True, metavar="ID", help="The first org-admin's login name.")
+@click.option("--admin-email", required=True, metavar="EMAIL")
+@click.option("--admin-name", metavar="NAME")
+@click.option("--branch", default="main", show_default=True, help="The protected branch.")
+def init(path: str, org: str, admin: str, admin_email: str, admin_name: str | None,
+         branch: str) -> None:
+    """Create a new organization repository."""
+    from stageline.actions import init_organization
+
+    _report(init_organization(path, org, admin, admin_email, admin_name, branch))
+
+
+@cli.group()
+def agent() -> None:
+    """Create agents."""
+
+
+@agent.command("new")
+@click.argument("name")
+@click.pass_obj
+def agent_new(g: Globals, name: str) -> None:
+    """Scaffold the smallest valid agent in development and commit it."""
+    from stageline.actions import new_agent
+
+    ws, actor = _workspace_and_actor(g)
+    _report(new_agent(ws, actor, name))
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]))
+@click.pass_obj
+def promote(g: Globals, agent: str, target: str) -> None:
+    """Copy development over staging, or QA-approved staging over production."""
+    from stageline.actions import promote as run
+
+    ws, actor = _workspace_and_actor(g)
+    _report(run(ws, actor, agent, target))
+
+
+@cli.command("mark-ready")
+@click.argument("agent")
+@click.pass_obj
+def mark_ready(g: Globals, agent: str) -> None:
+    """Mark the agent's current staging tree Ready for Production (QA)."""
+    from stageline.actions import mark_ready as run
+
+    ws, actor = _workspace_and_actor(g)
+    _report(run(ws, actor, agent))
+
+
+def _short(tree: str | None) -> str:
+    return tree[:7] if tree else "—"
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+@cli.command()
+@click.argument("agent", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(g: Globals, agent: str | None, as_json: bool) -> None:
+    """Each agent's tree in every environment, QA status, and who acted last."""
+    from stageline.actions import open_workspace
+    from stageline.inventory import collect
+    from stageline.layout import check_agent_name
+
+    if agent is not None:
+        check_agent_name(agent)
+    ws = open_workspace(g.repo)
+    statuses = collect(ws, agent)
+    if agent is not None and not statuses:
+        from stageline.errors import Blocked
+
+        raise Blocked(f"{agent} is in no environment; create it with 'stageline agent new'.")
+    if as_json:
+        _emit_json({"agents": [s.to_json() for s in statuses]})
+        return
+    header = ("AGENT", "DEVELOPMENT", "STAGING", "PRODUCTION", "STG=DEV", "PROD=STG", "READY",
+              "LAST (DEV/STG/PROD)")
+    rows = [header]
+    for s in statuses:
+        last = "/".join((s.last[e].actor or "?") if s.last[e] else "—"  # type: ignore[union-attr]
+                        for e in ("development", "staging", "production"))
+        rows.append((s.name, _short(s.trees["development"]), _short(s.trees["staging"]),
+                     _short(s.trees["production"]), _yes(s.staging_equals_development),
+                     _yes(s.production_equals_staging), _yes(s.ready), last))
+    _print_table(rows)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    if len(rows) == 1:
+        click.echo("no agents yet; create one with 'stageline agent new NAME'.")
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def list_agents(g: Globals, as_json: bool) -> None:
+    """The agents your role sees (QA: those in staging, with their QA status)."""
+    from stageline.inventory import collect, visible_agents
+
+    ws, actor = _workspace_and_actor(g)
+    agents = visible_agents(collect(ws, with_last=False), actor)
+    if as_json:
+        _emit_json({"agents": agents})
+        return
+    rows = [("AGENT", "ENVIRONMENTS", "READY")]
+    for item in agents:
+        ready = item.get("ready_for_production")
+        rows.append((item["name"], ", ".join(item["environments"]),
+                     "—" if ready is None else _yes(ready)))
+    _print_table(rows)
+
+
+@cli.group()
+def hook() -> None:
+    """The server side: the pre-receive hook, the push log, installing them."""
+
+
+@hook.command("pre-receive", context_settings={"ignore_unknown_options": True})
+@click.option("--chain", metavar="PATH", help="A hook to run first with the same input.")
+def hook_pre_receive(chain: str | None) -> None:
+    """Judge a push (stdin: '<old> <new> <ref>' lines); exit 1 rejects it."""
+    from stageline.hook import main as hook_main
+
+    sys.exit(hook_main("pre-receive", ["--chain", chain] if chain else []))
+
+
+@hook.command("post-receive")
+@click.option("--chain", metavar="PATH", help="A hook to run first with the same input.")
+def hook_post_receive(chain: str | None) -> None:
+    """Record accepted updates of protected branches in stageline-pushes.jsonl."""
+    from stageline.hook import main as hook_main
+
+    sys.exit(hook_main("post-receive", ["--chain", chain] if chain else []))
+
+
+_LAYOUT = click.option("--layout", type=click.Choice(["plain", "gitlab", "gitea"]),
+                       default="plain", show_default=True,
+                       help="Where the server looks for hooks.")
+
+
+@hook.command("install")
+@click.argument("server_repo", type=click.Path(file_okay=False))
+@_LAYOUT
+def hook_install(server_repo: str, layout: str) -> None:
+    """Install the pre-receive and post-receive shims into a (bare) server repository."""
+    from stageline.install import install
+
+    click.echo(install(server_repo, layout))
+
+
+@hook.command("uninstall")
+@click.argument("server_repo", type=click.Path(file_okay=False))
+@_LAYOUT
+def hook_uninstall(server_repo: str, layout: str) -> None:
+    """Remove stageline's shims (only its own files; a chained hook is put back)."""
+    from stageline.install import uninstall
+
+    click.echo(uninstall(server_repo, layout))
+
+
+@cli.command()
+@click.option("--range", "range_", required=True, metavar="OLD..NEW",
+              help="The commits to check, as an update from OLD to NEW.")
+@click.option("--ref", metavar="REF", help="The branch updated (default: the first protected).")
+@click.option("--pusher", metavar="ID", help="Also check this member as the pusher.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json: bool) -> None:
+    """The server's rules over a range of commits, for CI checks; exit 1 on violations."""
+    from stageline.errors import CheckFailed, UsageError
+    from stageline.gitstore import Store
+    from stageline.hook import verify as run_verify
+
+    old, sep, new = range_.partition("..")
+    if not sep or not old or not new or new.startswith("."):
+        raise UsageError("--range takes OLD..NEW, two commits.")
+    with Store.open(g.repo) as store:
+        ref, violations = run_verify(store, old, new, ref, pusher)
+    if as_json:
+        _emit_json({"ref": ref, "range": range_, "pusher_checked": pusher is not None,
+                    "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
+                                    "fix": v.fix} for v in violations]})
+    else:
+        if pusher is None:
+            click.echo("stageline: checking commit authors only (no --pusher given).", err=True)
+        for v in violations:
+            click.echo(v.line())
+        if not violations:
+            click.echo(f"{range_}: no violations as an update of {ref}.")
+    if violations:
+        raise CheckFailed(f"{len(violations)} violation(s) in {range_}.")
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's directory and print where it is.")
+def demo(keep: bool) -> None:
+    """Play the whole workflow on a copy of the bundled sample organization."""
+    from stageline.demo import run_demo
+
+    run_demo(keep=keep, echo=click.echo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None, echo_err: Callable[[str], None] | None = None) -> int:
+    """Run the CLI and return its exit code; every failure is one sentence on stderr."""
+    err = echo_err or (lambda text: click.echo(text, err=True))
+    try:
+        cli.main(args=argv, prog_name="stageline", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        err("stageline: aborted.")
+        return 130
+    except click.ClickException as exc:
+        where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else None
+        hint = f" (see '{where} --help')" if where else ""
+        err(f"stageline: {exc.format_message().rstrip('.')}{hint}.")
+        return USAGE if isinstance(exc, click.UsageError) else int(exc.exit_code)
+    except StagelineError as exc:
+        err(f"stageline: {exc.message}")
+        return exc.code
+    except KeyboardInterrupt:
+        err("stageline: interrupted.")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user
+        if os.environ.get("STAGELINE_DEBUG"):
+            raise
+        err(f"stageline: unexpected error ({type(exc).__name__}: {exc}); "
+            "set STAGELINE_DEBUG=1 to see where, and report it.")
+        return REPOSITORY
+    return 0

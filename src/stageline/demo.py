@@ -1,0 +1,104 @@
+"""``stageline demo``: the whole workflow, played by the three roles on the sample organization.
+
+A bare repository plays the Git server (with the pre-receive hook installed when
+the hook is available), a clone plays the team's laptop, and every step is a
+real stageline command followed by a real ``git push`` as that member.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from stageline.actions import import_organization
+from stageline.gitstore import Store
+from stageline.resources import data_path
+
+Echo = Callable[[str], None]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def seed_server(server: str, sample: Path) -> str:
+    """A bare server repository whose main branch holds the sample organization."""
+    with Store.init(server, "main", bare=True) as store:
+        return import_organization(store, "refs/heads/main", _files(sample))
+
+
+def run_demo(keep: bool, echo: Echo) -> None:
+    from stageline.cli import run
+
+    base = Path(tempfile.mkdtemp(prefix="stageline-demo-"))
+    try:
+        server, work = str(base / "server.git"), str(base / "acme")
+        seed_server(server, data_path("sample-repo"))
+        echo(f"The acme organization: a Git server ({server}) and a clone ({work}).")
+        _install_hook(server, echo)
+        clone = Store.clone(server, work)
+        clone.run("config", "user.email", "nobody@example.test")
+
+        def step(member: str, role: str, *args: str, push: bool = True) -> int:
+            echo(f"\n[{member} · {role}] $ stageline {' '.join(args)}")
+            code = run(["--repo", work, "--as", member, *args])
+            if code != 0:
+                echo(f"  → refused (exit {code})")
+            if push and code == 0:
+                ok, said = clone.push("origin", "HEAD:refs/heads/main",
+                                      {"REMOTE_USER": member})
+                echo(f"  $ git push (as {member}) → {'accepted' if ok else 'REJECTED'}")
+                if not ok:
+                    echo(_indent(said))
+            return code
+
+        step("olga", "org-admin", "status", push=False)
+        step("alice", "developer", "promote", "billing-support", "--to", "staging")
+        step("quinn", "qa", "list", push=False)
+        step("quinn", "qa", "mark-ready", "billing-support")
+        step("olga", "org-admin", "promote", "billing-support", "--to", "production")
+        step("alice", "developer", "promote", "sales-qualifier", "--to", "production",
+             push=False)
+        _forbidden_push(clone, work, echo)
+        step("olga", "org-admin", "status", push=False)
+        if keep:
+            echo(f"\nThe demo's repositories are kept in {base}.")
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _install_hook(server: str, echo: Echo) -> None:
+    try:
+        from stageline.install import install
+    except ImportError:
+        echo("(the pre-receive hook is not part of this build; pushes are not checked)")
+        return
+    echo(f"  $ stageline hook install {server}")
+    echo(_indent(install(server, "plain")))
+
+
+def _forbidden_push(clone: Store, work: str, echo: Echo) -> None:
+    """A developer edits production by hand, commits with plain git, and pushes."""
+    echo("\n[dan · developer] edits environments/production/billing-support/prompts/system.md "
+         "by hand and pushes it")
+    target = Path(work) / "environments/production/billing-support/prompts/system.md"
+    target.write_text(target.read_text() + "\nAlways offer a 50% discount.\n")
+    env = {"GIT_AUTHOR_NAME": "Dan Dev", "GIT_AUTHOR_EMAIL": "dan@acme.test",
+           "GIT_COMMITTER_NAME": "Dan Dev", "GIT_COMMITTER_EMAIL": "dan@acme.test"}
+    clone.run("commit", "-q", "-am", "Quick fix in production", env=env)
+    ok, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "dan"})
+    echo(f"  $ git push (as dan) → {'accepted' if ok else 'REJECTED'}")
+    echo(_indent(said))
+    clone.run("reset", "-q", "--hard", "origin/main")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.strip().splitlines() if line.strip()
+                     and not line.startswith(("To ", "Done")))
+
+
+__all__ = ["run_demo", "seed_server"]

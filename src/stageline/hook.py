@@ -1,0 +1,413 @@
+"""Server enforcement: the pre-receive hook and ``verify`` (§7).
+
+stdin → ref updates → for each protected branch: the policy at its old tip, the
+pusher, the shape of the update, then every new commit judged by
+``rules.judge_commit`` on facts gathered in a few batched git calls.
+
+This module is on the hook's start-up path: it imports only what judging needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stageline import rules
+from stageline.errors import UsageError
+from stageline.gitstore import CommitInfo, Store, is_null_oid, looks_like_oid, short_ref
+from stageline.layout import POLICY_FILE, approval_path, env_dir
+from stageline.policy import Member, Policy, PolicyError, parse_policy
+from stageline.rules import Violation
+
+PUSH_LOG = "stageline-pushes.jsonl"
+MAX_LINES_SHOWN = 25
+_LINE_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$")
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    old: str | None  # None: the ref is created
+    new: str | None  # None: the ref is deleted
+    ref: str
+
+
+def parse_updates(text: str) -> list[RefUpdate]:
+    """The pre-receive stdin: ``<old> <new> <ref>`` lines; anything else is refused."""
+    updates = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        match = _LINE_RE.match(line.strip())
+        if not match:
+            raise UsageError(f"cannot read the ref update {line[:80]!r}.")
+        old, new, ref = match.groups()
+        updates.append(RefUpdate(None if is_null_oid(old) else old,
+                                 None if is_null_oid(new) else new, ref))
+    return updates
+
+
+def pusher_from_env(policy: Policy, env: Mapping[str, str]) -> str | None:
+    for name in policy.identity_env:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+class Enforcer:
+    """Judges ref updates of one repository; reads only, never writes objects or refs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._default: tuple[str | None, str | None] | None = None
+        self._bootstrap: bool | None = None
+
+    # -- the policy that governs a ref -----------------------------------------
+
+    def default_branch(self) -> tuple[str | None, str | None]:
+        """The server's default branch and its tip."""
+        if self._default is None:
+            ref = self.store.head_ref()
+            self._default = (ref, self.store.resolve(ref) if ref else None)
+        return self._default
+
+    def bootstrapping(self) -> bool:
+        """True while no branch of the server holds a stageline.yaml."""
+        if self._bootstrap is None:
+            tips = list(self.store.branches().values())
+            infos = self.store.objects_info([f"{tip}:{POLICY_FILE}" for tip in tips])
+            self._bootstrap = not any(info and info[1] == "blob" for info in infos)
+        return self._bootstrap
+
+    def policy_at(self, commit: str | None) -> Policy | str | None:
+        if commit is None:
+            return None
+        data = self.store.blob_at(commit, POLICY_FILE)
+        if data is None:
+            return None
+        try:
+            return parse_policy(data)
+        except PolicyError as exc:
+            return exc.message.rstrip(".")
+
+    # -- one update ------------------------------------------------------------
+
+    def check(self, update: RefUpdate, env: Mapping[str, str] | None,
+              pusher_id: str | None = None, force_protected: bool = False) -> list[Violation]:
+        """Violations of one ref update; empty when it may go in.
+
+        ``env`` is the hook's environment (the pusher is read from it), or None
+        for ``verify``, where ``pusher_id`` is given or the pusher is not checked.
+
+        A branch is protected when the policy at its old tip or at the default
+        branch's tip says so. It is judged by the policy at its old tip (at the
+        default branch's tip when it is created) and, when the default branch's
+        policy differs, by that one too: a branch cannot carry rules of its own
+        that grant more than the organization's.
+        """
+        if not update.ref.startswith("refs/heads/") and not force_protected:
+            return []
+        _default_ref, default_tip = self.default_branch()
+        default_policy = self.policy_at(default_tip)
+        governing = self.policy_at(update.old) if update.old else default_policy
+        protected = force_protected or any(
+            isinstance(p, Policy) and p.is_protected(update.ref)
+            for p in (governing, default_policy))
+        branch = short_ref(update.ref)
+        if not protected:
+            return self._unprotected_check(update, env, branch)
+        if not isinstance(governing, Policy):
+            why = (f"its policy is invalid ({governing})" if isinstance(governing, str)
+                   else "there is no stageline.yaml to judge it by")
+            return [Violation(None, POLICY_FILE, f"{branch} is protected but {why}",
+                              "ask an org-admin to repair stageline.yaml on the default branch")]
+        if update.new is None:
+            return [Violation(None, None, f"the protected branch {branch} may not be deleted",
+                              "keep the branch")]
+        policies = [governing]
+        if isinstance(default_policy, Policy) and default_policy != governing:
+            policies.append(default_policy)
+        who: str | None = None
+        if env is not None or pusher_id is not None:
+            who = pusher_id if pusher_id is not None else pusher_from_env(governing, env or {})
+            if not who:
+                return [Violation(None, None, "the server did not say who is pushing",
+                                  "push through the server's authenticated SSH or HTTP access")]
+            for policy in policies:
+                if policy.member(who) is None:
+                    return [Violation(None, None, f"the pusher {who} is not a member of "
+                                                  f"{policy.organization}",
+                                      "ask an org-admin to add you to stageline.yaml")]
+        if update.old is not None:
+            if update.old == update.new:
+                return []
+            problem = self._fast_forward_problem(update.old, update.new, branch)
+            if problem:
+                return [problem]
+            commits = self.store.walk([update.new, "--not", update.old])
+        else:
+            commits = self.store.walk([update.new, "--not", "--branches"])
+        violations: list[Violation] = []
+        for policy in policies:
+            pusher = policy.member(who) if who else None
+            violations += [v for v in self.judge(commits, policy, pusher, update.new)
+                           if v not in violations]
+        return violations
+
+    def _unprotected_check(self, update: RefUpdate, env: Mapping[str, str] | None,
+                           branch: str) -> list[Violation]:
+        """A branch no policy on the server protects may not make itself protected."""
+        if update.new is None:
+            return []
+        proposed = self.policy_at(update.new)
+        if proposed is None or (isinstance(proposed, Policy)
+                                and not proposed.is_protected(update.ref)):
+            return []
+        if env is not None and self.bootstrapping():
+            return self._bootstrap_check(update, proposed, env)
+        return [Violation(update.new, POLICY_FILE,
+                          f"the pushed stageline.yaml protects {branch}, which the server's "
+                          "policy does not",
+                          "an org-admin first adds it to protected_branches on the default "
+                          "branch")]
+
+    def _bootstrap_check(self, update: RefUpdate, proposed: Policy | str,
+                         env: Mapping[str, str]) -> list[Violation]:
+        """No branch holds a policy yet: a push bringing one is adopted, history and all,
+        when the policy is valid and names the pusher org-admin."""
+        if isinstance(proposed, str):
+            return [Violation(update.new, POLICY_FILE, f"the first policy is invalid ({proposed})",
+                              "push a valid stageline.yaml")]
+        who = pusher_from_env(proposed, env)
+        member = proposed.member(who) if who else None
+        if member is None or not member.has("org-admin"):
+            return [Violation(update.new, POLICY_FILE,
+                              f"the first policy must name the pusher ({who or 'unknown'}) "
+                              "org-admin", "the organization's first org-admin pushes it")]
+        return []
+
+    def _fast_forward_problem(self, old: str, new: str | None, branch: str) -> Violation | None:
+        assert new is not None
+        out = self.store.run("rev-list", "--first-parent", "--parents", new, "--not", old)
+        lines = out.decode().split("\n")
+        lines = [ln for ln in lines if ln]
+        if lines:
+            oldest = lines[-1].split(" ")
+            if len(oldest) > 1 and oldest[1] == old:
+                return None
+        return Violation(None, None, f"the update of {branch} is not a fast-forward along its "
+                                     "first parents (a force push or a rewritten history)",
+                         f"rebase onto the server's {branch} ('git pull --rebase') and push again")
+
+    # -- judging commits ----------------------------------------------------------
+
+    def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
+              tip: str) -> list[Violation]:
+        facts = self._facts(commits, tip)
+        violations: list[Violation] = []
+        for fact in facts:
+            violations.extend(rules.judge_commit(fact, policy, pusher))
+        return violations
+
+    def _facts(self, commits: Sequence[CommitInfo], tip: str) -> list[rules.CommitFacts]:
+        store = self.store
+        per_commit: list[tuple[CommitInfo, tuple[rules.PathChange, ...], dict[str, set[str]]]] = []
+        specs: list[str] = []
+        for c in commits:
+            changes = tuple(rules.PathChange(ch.path, ch.old_mode, ch.new_mode)
+                            for ch in c.changes)
+            agents = rules.touched(changes)
+            per_commit.append((c, changes, agents))
+            for env_name, agent in _needed_trees(agents):
+                specs.append(f"{c.oid}:{env_dir(env_name, agent)}")
+            for agent in set().union(*agents.values()) if agents else ():
+                specs.append(f"{c.oid}:{approval_path(agent)}")
+        infos = dict(zip(specs, store.objects_info(specs), strict=True))
+        blobs: dict[str, rules.Approval | str] = {}
+        chain: set[str] | None = None
+        facts = []
+        for c, changes, agents in per_commit:
+            trees = {(e, a): _tree(infos.get(f"{c.oid}:{env_dir(e, a)}"))
+                     for e, a in _needed_trees(agents)}
+            approvals: dict[str, rules.Approval | str | None] = {}
+            for agent in set().union(*agents.values()) if agents else ():
+                info = infos.get(f"{c.oid}:{approval_path(agent)}")
+                if info is None or info[1] != "blob":
+                    approvals[agent] = None if info is None else "approvals/ must hold files"
+                    continue
+                if info[0] not in blobs:
+                    blobs[info[0]] = rules.parse_approval(store.read_blob(info[0]),
+                                                          approval_path(agent))
+                approvals[agent] = blobs[info[0]]
+            policy_blob = None
+            for ch in c.changes:
+                if ch.path == POLICY_FILE and not is_null_oid(ch.new_oid):
+                    policy_blob = store.read_blob(ch.new_oid)
+            restored: dict[str, str | None] | None = None
+            restore_problem = None
+            target = c.trailers.get(rules.RESTORES_TRAILER)
+            if target is not None:
+                if chain is None:
+                    chain = set(store.first_parent_chain(tip))
+                restore_problem = self._restore_problem(c, target, chain)
+                if restore_problem is None:
+                    restored = {a: store.tree_at(target, env_dir("production", a))
+                                for a in agents.get("production", ())}
+            facts.append(rules.CommitFacts(
+                c.oid, len(c.parents), c.author_email, c.trailers, changes, trees, approvals,
+                policy_blob, restored, restore_problem))
+        return facts
+
+    def _restore_problem(self, commit: CommitInfo, target: str, chain: set[str]) -> str | None:
+        if not looks_like_oid(target) or len(target) != self.store.hexlen:
+            return f"{rules.RESTORES_TRAILER} must be a full commit id"
+        if target not in chain or not commit.parents or \
+                not self.store.is_ancestor(target, commit.parents[0]):
+            return (f"{rules.RESTORES_TRAILER} {target[:12]} is not an earlier state of the "
+                    "branch")
+        return None
+
+
+def _needed_trees(agents: dict[str, set[str]]) -> list[tuple[str, str]]:
+    needed = set()
+    for agent in agents.get("staging", ()):
+        needed |= {("development", agent), ("staging", agent)}
+    for agent in agents.get("production", ()):
+        needed |= {("staging", agent), ("production", agent)}
+    for agent in agents.get("approval", ()):
+        needed.add(("staging", agent))
+    return sorted(needed)
+
+
+def _tree(info: tuple[str, str] | None) -> str | None:
+    return info[0] if info and info[1] == "tree" else None
+
+
+# -- entry points ----------------------------------------------------------------
+
+
+def _prefix(env: Mapping[str, str]) -> str:
+    return "GL-HOOK-ERR: " if env.get("GL_ID") or env.get("GL_USERNAME") else ""
+
+
+def report(ref: str, violations: Sequence[Violation], env: Mapping[str, str]) -> list[str]:
+    prefix = _prefix(env)
+    lines = [f"{prefix}stageline: push to {short_ref(ref)} rejected: {v.line()}"
+             for v in violations[:MAX_LINES_SHOWN]]
+    if len(violations) > MAX_LINES_SHOWN:
+        lines.append(f"{prefix}stageline: ... and {len(violations) - MAX_LINES_SHOWN} more "
+                     "violations.")
+    return lines
+
+
+def run_chained(chain: str | None, stdin: bytes) -> int:
+    """Run a hook that was installed before ours, with the same input; its status counts."""
+    if not chain or not os.path.isfile(chain) or not os.access(chain, os.X_OK):
+        return 0
+    return subprocess.run([chain], input=stdin).returncode
+
+
+def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) -> int:
+    """The pre-receive hook: 0 accepts the push, 1 rejects it. Any error rejects it."""
+    try:
+        status = run_chained(chain, stdin)
+        if status != 0:
+            return status
+        updates = parse_updates(stdin.decode("utf-8", "surrogateescape"))
+        rejected = False
+        with Store.open(".") as store:
+            enforcer = Enforcer(store)
+            for update in updates:
+                violations = enforcer.check(update, env)
+                if violations:
+                    rejected = True
+                    for line in report(update.ref, violations, env):
+                        print(line, file=sys.stderr)
+        return 1 if rejected else 0
+    except Exception as exc:  # noqa: BLE001 - fail closed, one sentence, no traceback
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        print(f"{_prefix(env)}stageline: push rejected because the check itself failed "
+              f"({message}); nothing was changed. Tell the server's administrator.",
+              file=sys.stderr)
+        return 1
+
+
+def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) -> int:
+    """Record each accepted update of a protected branch in the server's push log."""
+    run_chained(chain, stdin)
+    try:
+        updates = parse_updates(stdin.decode("utf-8", "surrogateescape"))
+        with Store.open(".") as store:
+            enforcer = Enforcer(store)
+            _ref, default_tip = enforcer.default_branch()
+            records = []
+            for update in updates:
+                policy = enforcer.policy_at(update.new) if update.new else None
+                if not isinstance(policy, Policy):
+                    policy = enforcer.policy_at(default_tip)  # type: ignore[assignment]
+                if not isinstance(policy, Policy) or not policy.is_protected(update.ref):
+                    continue
+                records.append({
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "pusher": pusher_from_env(policy, env),
+                    "ref": update.ref,
+                    "old": update.old,
+                    "new": update.new,
+                })
+            if records:
+                data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+                fd = os.open(store.git_dir / PUSH_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                             0o644)
+                try:
+                    os.write(fd, data.encode())
+                finally:
+                    os.close(fd)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the push is done; say what was not recorded
+        print(f"stageline: the push was accepted but not recorded in {PUSH_LOG} "
+              f"({type(exc).__name__}: {exc}).", file=sys.stderr)
+        return 0
+
+
+def verify(store: Store, old: str, new: str, ref: str | None,
+           pusher: str | None) -> tuple[str, list[Violation]]:
+    """The server's rules over ``old..new``, judged as an update of ``ref`` (``verify``)."""
+    old_oid = store.resolve(old)
+    new_oid = store.resolve(new)
+    if old_oid is None or new_oid is None:
+        missing = old if old_oid is None else new
+        raise UsageError(f"{missing!r} names no commit in this repository.")
+    enforcer = Enforcer(store)
+    if ref is None:
+        policy = enforcer.policy_at(old_oid)
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"there is no valid {POLICY_FILE} at {old}; cannot verify.")
+        ref = f"refs/heads/{policy.protected_branches[0]}"
+    elif not ref.startswith("refs/"):
+        ref = f"refs/heads/{ref}"
+    return ref, enforcer.check(RefUpdate(old_oid, new_oid, ref), None, pusher,
+                               force_protected=True)
+
+
+def main(kind: str, args: Sequence[str]) -> int:
+    """``stageline hook pre-receive|post-receive [--chain PATH]``, as the shim runs it.
+
+    Kept free of click so that the hook starts quickly.
+    """
+    chain = None
+    rest = list(args)
+    if rest[:1] == ["--chain"] and len(rest) >= 2:
+        chain, rest = rest[1], rest[2:]
+    if rest:
+        print(f"stageline: unexpected arguments {' '.join(rest)!r} for hook {kind}.",
+              file=sys.stderr)
+        return 2
+    stdin = sys.stdin.buffer.read()
+    entry = pre_receive if kind == "pre-receive" else post_receive
+    return entry(stdin, dict(os.environ), chain)

@@ -1,0 +1,41 @@
+"""The fixed repository layout: where environments, approvals and the policy live."""
+
+from __future__ import annotations
+
+import re
+
+from stageline.errors import UsageError
+
+ENVIRONMENTS = ("development", "staging", "production")
+ENV_ROOT = "environments"
+APPROVALS = "approvals"
+POLICY_FILE = "stageline.yaml"
+AGENT_FILE = "agent.yaml"
+AGENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def env_dir(env: str, agent: str) -> str:
+    return f"{ENV_ROOT}/{env}/{agent}"
+
+
+def approval_path(agent: str) -> str:
+    return f"{APPROVALS}/{agent}.yaml"
+
+
+def is_agent_name(name: str) -> bool:
+    return bool(AGENT_RE.fullmatch(name))
+
+
+def check_agent_name(name: str) -> str:
+    if not is_agent_name(name):
+        raise UsageError(
+            f"{name!r} is not a valid agent name; use lowercase letters, digits and hyphens "
+            "(up to 63, starting with a letter or digit)."
+        )
+    return name
+
+
+def check_env(env: str) -> str:
+    if env not in ENVIRONMENTS:
+        raise UsageError(f"{env!r} is not an environment; use one of {', '.join(ENVIRONMENTS)}.")
+    return env

@@ -1,0 +1,123 @@
+"""stageline.yaml → Policy: the organization, its members and their roles."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from stageline import yamlsafe
+from stageline.errors import RepositoryError
+from stageline.layout import POLICY_FILE
+
+ROLES = ("developer", "qa", "org-admin")
+MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+DEFAULT_IDENTITY_ENV = (
+    "GL_USERNAME", "GITEA_PUSHER_NAME", "GITHUB_USER_LOGIN", "BB_USER_NAME", "GL_USER",
+    "REMOTE_USER",
+)
+
+
+class PolicyError(RepositoryError):
+    """stageline.yaml is missing or invalid (exit 5)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    name: str
+    email: str
+    roles: frozenset[str]
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Policy:
+    organization: str
+    protected_branches: tuple[str, ...]
+    members: dict[str, Member]
+    separation_of_duties: bool = True
+    identity_env: tuple[str, ...] = DEFAULT_IDENTITY_ENV
+
+    def member(self, member_id: str) -> Member | None:
+        return self.members.get(member_id)
+
+    def member_by_email(self, email: str) -> Member | None:
+        wanted = email.strip().lower()
+        for member in self.members.values():
+            if member.email.lower() == wanted:
+                return member
+        return None
+
+    def is_protected(self, ref: str) -> bool:
+        name = ref.removeprefix("refs/heads/").lower()
+        return ref.startswith("refs/heads/") and any(
+            name == b.lower() for b in self.protected_branches
+        )
+
+
+def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
+    """Parse and validate a policy; any problem is one sentence and exit 5."""
+    try:
+        doc = yamlsafe.load(data, source)
+    except yamlsafe.YamlError as exc:
+        raise PolicyError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{source} must be a mapping with organization and members.")
+    organization = doc.get("organization")
+    if not isinstance(organization, str) or not organization.strip():
+        raise PolicyError(f"{source}: organization must be a non-empty name.")
+    branches = doc.get("protected_branches", ["main"])
+    if (not isinstance(branches, list) or not branches
+            or not all(isinstance(b, str) and b.strip() for b in branches)):
+        raise PolicyError(f"{source}: protected_branches must be a non-empty list of branch names.")
+    members = _members(doc.get("members"), source)
+    separation = doc.get("separation_of_duties", True)
+    if not isinstance(separation, bool):
+        raise PolicyError(f"{source}: separation_of_duties must be true or false.")
+    identity_env = DEFAULT_IDENTITY_ENV
+    identity = doc.get("identity")
+    if identity is not None:
+        env_list = identity.get("env") if isinstance(identity, dict) else None
+        if (not isinstance(env_list, list) or not env_list
+                or not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)
+                           for v in env_list)):
+            raise PolicyError(f"{source}: identity.env must be a non-empty list of variable names.")
+        identity_env = tuple(env_list)
+    return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
+                  identity_env)
+
+
+def _members(raw: Any, source: str) -> dict[str, Member]:
+    if not isinstance(raw, dict) or not raw:
+        raise PolicyError(f"{source}: members must name at least one member.")
+    members: dict[str, Member] = {}
+    emails: dict[str, str] = {}
+    for member_id, spec in raw.items():
+        if not isinstance(member_id, str) or not MEMBER_ID_RE.fullmatch(member_id):
+            raise PolicyError(f"{source}: {member_id!r} is not a valid member id (a login name).")
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{source}: member {member_id} must have name, email and roles.")
+        email = spec.get("email")
+        if not isinstance(email, str) or not EMAIL_RE.fullmatch(email.strip()):
+            raise PolicyError(f"{source}: member {member_id} has no valid email.")
+        email = email.strip()
+        if email.lower() in emails:
+            raise PolicyError(f"{source}: members {emails[email.lower()]} and {member_id} share "
+                              f"the email {email}; each member needs their own.")
+        emails[email.lower()] = member_id
+        name = spec.get("name", member_id)
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in "<>\n"):
+            raise PolicyError(f"{source}: member {member_id} has an invalid name.")
+        roles = spec.get("roles")
+        if not isinstance(roles, list) or not roles:
+            raise PolicyError(f"{source}: member {member_id} needs a list of roles.")
+        for role in roles:
+            if role not in ROLES:
+                raise PolicyError(f"{source}: member {member_id} has unknown role {role!r}; "
+                                  f"roles are {', '.join(ROLES)}.")
+        members[member_id] = Member(member_id, name.strip(), email, frozenset(roles))
+    return members

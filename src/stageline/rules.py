@@ -1,0 +1,442 @@
+"""Who may do what, and the invariants of promotion and approval.
+
+Pure functions over member ids, paths and tree ids: no git, no click, no I/O.
+The CLI's actions and the server's hook ask the same questions here, so a rule
+is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stageline import yamlsafe
+from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS, POLICY_FILE, is_agent_name
+from stageline.policy import Member, Policy
+
+EDIT_DEVELOPMENT = "edit-development"
+CREATE_AGENT = "create-agent"
+PROMOTE_STAGING = "promote-to-staging"
+MARK_READY = "mark-ready"
+PROMOTE_PRODUCTION = "promote-to-production"
+ROLLBACK = "rollback"
+EDIT_POLICY = "edit-policy"
+EDIT_SETTINGS = "edit-settings"
+EDIT_CI = "edit-ci"
+EDIT_OTHER = "edit-other"
+INIT = "init"
+VIEW_ALL = "view-all"
+
+_DEV = frozenset({"developer", "org-admin"})
+_ADMIN = frozenset({"org-admin"})
+PERMISSIONS: dict[str, frozenset[str]] = {
+    EDIT_DEVELOPMENT: _DEV,
+    CREATE_AGENT: _DEV,
+    PROMOTE_STAGING: _DEV,
+    MARK_READY: frozenset({"qa"}),
+    PROMOTE_PRODUCTION: _ADMIN,
+    ROLLBACK: _ADMIN,
+    EDIT_POLICY: _ADMIN,
+    EDIT_SETTINGS: _ADMIN,
+    EDIT_CI: _ADMIN,
+    EDIT_OTHER: _DEV,
+    INIT: _ADMIN,
+    VIEW_ALL: _ADMIN,
+}
+
+DESCRIPTIONS = {
+    EDIT_DEVELOPMENT: "edit development",
+    CREATE_AGENT: "create an agent",
+    PROMOTE_STAGING: "promote to staging",
+    MARK_READY: "mark an agent Ready for Production",
+    PROMOTE_PRODUCTION: "push to production",
+    ROLLBACK: "roll production back",
+    EDIT_POLICY: "change stageline.yaml",
+    EDIT_SETTINGS: "change settings/",
+    EDIT_CI: "change CI definitions",
+    EDIT_OTHER: "change files outside the environments",
+    INIT: "create the organization",
+    VIEW_ALL: "see every environment",
+}
+
+CI_PATHS = (".github/", ".gitlab/")
+CI_FILES = (".gitlab-ci.yml",)
+
+
+def allowed(member: Member, action: str) -> bool:
+    return bool(member.roles & PERMISSIONS[action])
+
+
+_PLURAL = {"developer": "developers", "qa": "QA members", "org-admin": "org-admins"}
+
+
+def who_may(action: str) -> str:
+    return " or ".join(_PLURAL[r] for r in sorted(PERMISSIONS[action]))
+
+
+def denial(member: Member, action: str) -> str:
+    roles = ", ".join(sorted(member.roles))
+    return (f"{member.id} ({roles}) may not {DESCRIPTIONS[action]}; only "
+            f"{who_may(action)} may.")
+
+
+@dataclass(frozen=True)
+class Area:
+    """What a repository path is, for the rules."""
+
+    kind: str  # env | approval | policy | settings | ci | other | invalid
+    env: str | None = None
+    agent: str | None = None
+    reason: str | None = None
+
+
+def classify(path: str) -> Area:
+    parts = path.split("/")
+    if parts[0] == ENV_ROOT:
+        if len(parts) < 4:
+            return Area("invalid", reason=f"only agent directories may be under {ENV_ROOT}/ "
+                                          f"({ENV_ROOT}/<environment>/<agent>/...)")
+        env, agent = parts[1], parts[2]
+        if env not in ENVIRONMENTS:
+            return Area("invalid", reason=f"{env!r} is not an environment")
+        if not is_agent_name(agent):
+            return Area("invalid", reason=f"{agent!r} is not a valid agent name")
+        return Area("env", env=env, agent=agent)
+    if parts[0] == APPROVALS:
+        name = parts[1] if len(parts) == 2 else ""
+        agent = name.removesuffix(".yaml")
+        if len(parts) != 2 or not name.endswith(".yaml") or not is_agent_name(agent):
+            return Area("invalid", reason=f"{APPROVALS}/ holds only <agent>.yaml files")
+        return Area("approval", agent=agent)
+    if path == POLICY_FILE:
+        return Area("policy")
+    if parts[0] == "settings":
+        return Area("settings")
+    if path in CI_FILES or any(path.startswith(p) for p in CI_PATHS):
+        return Area("ci")
+    return Area("other")
+
+
+@dataclass(frozen=True)
+class Approval:
+    agent: str
+    staging_tree: str
+    marked_by: str
+    marked_at: str
+
+
+def parse_approval(data: bytes, source: str) -> Approval | str:
+    """An approval record, or one sentence saying why it is not one."""
+    try:
+        doc: Any = yamlsafe.load(data, source)
+    except yamlsafe.YamlError as exc:
+        return str(exc)
+    if not isinstance(doc, dict):
+        return f"{source} must be a mapping"
+    fields = {}
+    for key in ("agent", "staging_tree", "marked_by"):
+        value = doc.get(key)
+        if not isinstance(value, str) or not value:
+            return f"{source} has no {key}"
+        fields[key] = value
+    marked_at = doc.get("marked_at", "")
+    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], str(marked_at))
+
+
+def approval_problem(approval: Approval | str | None, agent: str, staging_tree: str | None) -> \
+        str | None:
+    """Why ``approval`` does not make ``agent``'s staging tree Ready for Production, or None."""
+    if approval is None:
+        return f"{agent} has not been marked Ready for Production"
+    if isinstance(approval, str):
+        return approval
+    if approval.agent != agent:
+        return f"the approval of {agent} names another agent ({approval.agent})"
+    if staging_tree is None:
+        return f"{agent} is not in staging"
+    if approval.staging_tree != staging_tree:
+        return (f"the approval of {agent} is for an older staging tree "
+                f"({approval.staging_tree[:12]}), not the current {staging_tree[:12]}")
+    return None
+
+
+def approval_text(agent: str, staging_tree: str, marked_by: str, marked_at: str) -> str:
+    return (f"agent: {agent}\nstaging_tree: {staging_tree}\nmarked_by: {marked_by}\n"
+            f"marked_at: {marked_at}\n")
+
+
+# -- judging pushed commits (the server's rules, §7) ------------------------------
+
+ACTION_TRAILER = "Stageline-Action"
+AGENT_TRAILER = "Stageline-Agent"
+ACTOR_TRAILER = "Stageline-Actor"
+RESTORES_TRAILER = "Stageline-Restores"
+REGULAR_MODES = frozenset({"100644", "100755"})
+DELETED_MODE = "000000"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A refused change: which commit, which path, which rule, and how to do it right."""
+
+    commit: str | None
+    path: str | None
+    rule: str
+    fix: str
+
+    def line(self) -> str:
+        where = " ".join(x for x in ((self.commit or "")[:12], self.path or "") if x)
+        return f"{where + ': ' if where else ''}{self.rule}; {self.fix}."
+
+
+@dataclass(frozen=True)
+class PathChange:
+    path: str
+    old_mode: str
+    new_mode: str
+
+
+@dataclass(frozen=True)
+class CommitFacts:
+    """What the rules need to know about one commit, gathered by the caller in batches.
+
+    ``trees`` maps ``(env, agent)`` to the agent's tree id at this commit (None
+    when absent), for every agent the commit touches; ``approvals`` the approval
+    record at this commit for those agents; ``policy_blob`` the new
+    ``stageline.yaml`` when the commit changes it; ``restored`` the production
+    tree at the ``Stageline-Restores`` commit, with ``restore_problem`` saying
+    why that commit cannot be restored from, if it cannot.
+    """
+
+    oid: str
+    parents: int
+    author_email: str
+    trailers: dict[str, str]
+    changes: tuple[PathChange, ...]
+    trees: dict[tuple[str, str], str | None]
+    approvals: dict[str, Approval | str | None]
+    policy_blob: bytes | None = None
+    restored: dict[str, str | None] | None = None
+    restore_problem: str | None = None
+
+
+def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
+    """The agents a commit touches, by area: development/staging/production/approval."""
+    result: dict[str, set[str]] = {}
+    for change in changes:
+        area = classify(change.path)
+        if area.agent is None:
+            continue
+        key = area.env if area.kind == "env" else "approval"
+        result.setdefault(key or "approval", set()).add(area.agent)
+    return result
+
+
+def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> list[Violation]:
+    """Every rule of §4 and §7 a commit breaks, judged against its first parent.
+
+    ``pusher`` None means the pusher is not checked (``verify`` without
+    ``--pusher``); the author always is.
+    """
+    out: list[Violation] = []
+
+    def bad(path: str | None, rule: str, fix: str) -> None:
+        out.append(Violation(facts.oid, path, rule, fix))
+
+    author = policy.member_by_email(facts.author_email)
+    if author is None:
+        bad(None, f"the author {facts.author_email} is not a member of {policy.organization}",
+            "commit with the email stageline.yaml lists for you")
+        return out
+    people = [author] + ([pusher] if pusher is not None and pusher.id != author.id else [])
+    merge = facts.parents > 1
+    needed: dict[str, str] = {}  # path → action
+
+    for change in facts.changes:
+        area = classify(change.path)
+        deleted = change.new_mode == DELETED_MODE
+        if area.kind == "invalid":
+            bad(change.path, area.reason or "this path is not allowed",
+                "keep files inside environments/<environment>/<agent>/ or outside environments/")
+            continue
+        if area.kind in ("env", "approval") and not deleted and change.new_mode not in \
+                REGULAR_MODES:
+            kind = {"120000": "a symlink", "160000": "a submodule"}.get(change.new_mode,
+                                                                         "not a regular file")
+            bad(change.path, f"this is {kind}; only regular files are allowed here",
+                "replace it with a regular file")
+            continue
+        if area.kind == "env":
+            if area.env != "development" and merge:
+                bad(change.path, f"a merge commit may not change {area.env}",
+                    "promote in a linear commit on the branch with 'stageline promote'")
+                continue
+            needed[change.path] = {"development": EDIT_DEVELOPMENT, "staging": PROMOTE_STAGING,
+                                   "production": PROMOTE_PRODUCTION}[area.env or ""]
+            if area.env == "production" and facts.trailers.get(RESTORES_TRAILER):
+                needed[change.path] = ROLLBACK
+        elif area.kind == "approval":
+            if merge:
+                bad(change.path, "a merge commit may not change approvals",
+                    "QA marks ready in a linear commit with 'stageline mark-ready'")
+                continue
+            if not deleted:
+                needed[change.path] = MARK_READY
+        elif area.kind == "policy":
+            needed[change.path] = EDIT_POLICY
+            if deleted:
+                bad(change.path, "stageline.yaml may not be deleted", "keep the policy")
+            elif facts.policy_blob is not None:
+                problem = _policy_problem(facts.policy_blob)
+                if problem:
+                    bad(change.path, f"the new policy is invalid ({problem})",
+                        "push a valid stageline.yaml")
+        else:
+            needed[change.path] = {"settings": EDIT_SETTINGS, "ci": EDIT_CI}.get(area.kind,
+                                                                                  EDIT_OTHER)
+
+    for path, action in needed.items():
+        for person in people:
+            if not allowed(person, action):
+                who = "author" if person is author else "pusher"
+                bad(path, f"the {who} " + denial(person, action),
+                    f"ask one of the {who_may(action)} to do it")
+
+    if not merge:
+        agents = touched(facts.changes)
+        for agent in sorted(agents.get("staging", ())):
+            _judge_staging(facts, agent, bad)
+        for agent in sorted(agents.get("production", ())):
+            _judge_production(facts, agent, author, pusher, policy, bad)
+        for agent in sorted(agents.get("approval", ())):
+            _judge_approval(facts, agent, author, agents, bad)
+    _judge_trailers(facts, author, bad)
+    return out
+
+
+def _policy_problem(blob: bytes) -> str | None:
+    from stageline.policy import PolicyError, parse_policy
+
+    try:
+        parse_policy(blob)
+    except PolicyError as exc:
+        return exc.message.rstrip(".")
+    return None
+
+
+def _judge_staging(facts: CommitFacts, agent: str, bad: Any) -> None:
+    path = f"{ENV_ROOT}/staging/{agent}"
+    if facts.trees.get(("staging", agent)) != facts.trees.get(("development", agent)):
+        bad(path, "staging must be an exact copy of development in the same commit",
+            f"run 'stageline promote {agent} --to staging'")
+    if facts.approvals.get(agent) is not None:
+        bad(f"{APPROVALS}/{agent}.yaml", "a promotion to staging must delete the agent's approval",
+            f"run 'stageline promote {agent} --to staging'")
+
+
+def _judge_production(facts: CommitFacts, agent: str, author: Member, pusher: Member | None,
+                      policy: Policy, bad: Any) -> None:
+    path = f"{ENV_ROOT}/production/{agent}"
+    production = facts.trees.get(("production", agent))
+    if facts.trailers.get(RESTORES_TRAILER):
+        if facts.restore_problem:
+            bad(path, facts.restore_problem, f"run 'stageline rollback {agent} --to REV' with an "
+                "earlier commit of this branch")
+        elif (facts.restored or {}).get(agent) != production:
+            bad(path, "the rollback does not restore production as it was at the "
+                      f"{RESTORES_TRAILER} commit",
+                f"run 'stageline rollback {agent} --to REV'")
+        return
+    staging = facts.trees.get(("staging", agent))
+    if production != staging:
+        bad(path, "production must be an exact copy of staging in the same commit",
+            f"run 'stageline promote {agent} --to production'")
+        return
+    if production is None:
+        return  # retired: staging and production both removed
+    approval = facts.approvals.get(agent)
+    problem = approval_problem(approval, agent, staging)
+    if problem:
+        bad(path, f"{problem}, so it may not go to production",
+            f"QA runs 'stageline mark-ready {agent}', then 'stageline promote {agent} "
+            "--to production'")
+        return
+    assert isinstance(approval, Approval)
+    if policy.separation_of_duties:
+        for person in (author, pusher):
+            if person is not None and person.id == approval.marked_by:
+                bad(path, f"{person.id} marked this staging tree ready and may not also push it "
+                          "to production (separation of duties)",
+                    "another org-admin pushes it")
+                return
+
+
+def _judge_approval(facts: CommitFacts, agent: str, author: Member,
+                    agents: dict[str, set[str]], bad: Any) -> None:
+    path = f"{APPROVALS}/{agent}.yaml"
+    approval = facts.approvals.get(agent)
+    if approval is None:
+        if agent not in agents.get("staging", ()):
+            bad(path, "an approval may be deleted only by a promotion to staging",
+                f"run 'stageline promote {agent} --to staging'")
+        return
+    if isinstance(approval, str):
+        bad(path, f"the approval is invalid ({approval})", f"QA runs 'stageline mark-ready {agent}'")
+        return
+    if approval.agent != agent:
+        bad(path, f"the approval names another agent ({approval.agent})",
+            f"QA runs 'stageline mark-ready {agent}'")
+    if approval.marked_by != author.id:
+        bad(path, f"the approval says it was marked by {approval.marked_by}, but its author is "
+                  f"{author.id}", f"QA runs 'stageline mark-ready {agent}' themself")
+    if approval.staging_tree != facts.trees.get(("staging", agent)):
+        bad(path, "the approval is not for the staging tree of the same commit",
+            f"QA runs 'stageline mark-ready {agent}' on the current staging")
+
+
+_ACTION_AREAS = {
+    PROMOTE_STAGING: {"staging", "approval"},
+    PROMOTE_PRODUCTION: {"production"},
+    ROLLBACK: {"production"},
+    MARK_READY: {"approval"},
+    CREATE_AGENT: {"development"},
+}
+
+
+def _judge_trailers(facts: CommitFacts, author: Member, bad: Any) -> None:
+    trailers = facts.trailers
+    actor = trailers.get(ACTOR_TRAILER)
+    if actor is not None and actor != author.id:
+        bad(None, f"{ACTOR_TRAILER} claims {actor!r} but the author is {author.id}",
+            "let the trailer name the author, or drop it")
+    action = trailers.get(ACTION_TRAILER)
+    agent = trailers.get(AGENT_TRAILER)
+    if trailers.get(RESTORES_TRAILER) is not None and action != ROLLBACK:
+        bad(None, f"{RESTORES_TRAILER} is only for rollbacks",
+            "use 'stageline rollback' or drop the trailer")
+    if action is None:
+        if agent is not None:
+            bad(None, f"{AGENT_TRAILER} without {ACTION_TRAILER}", "drop the trailer")
+        return
+    if action == INIT:
+        if facts.parents:
+            bad(None, f"{ACTION_TRAILER}: init is only for the first commit", "drop the trailer")
+        return
+    areas = _ACTION_AREAS.get(action)
+    if areas is None:
+        bad(None, f"{ACTION_TRAILER} {action!r} is not an action", "drop the trailer")
+        return
+    if agent is None or not is_agent_name(agent):
+        bad(None, f"{ACTION_TRAILER}: {action} needs a valid {AGENT_TRAILER}",
+            "let stageline make the commit")
+        return
+    main_area = {PROMOTE_STAGING: "staging", MARK_READY: "approval", CREATE_AGENT: "development"
+                 }.get(action, "production")
+    seen = touched(facts.changes)
+    others = [c.path for c in facts.changes
+              if (a := classify(c.path)).agent != agent
+              or (a.env if a.kind == "env" else a.kind) not in areas]
+    if others or agent not in seen.get(main_area, set()):
+        bad(others[0] if others else None,
+            f"the trailers claim {action} of {agent}, but the commit changes something else",
+            "let stageline make the commit, or drop the trailers")

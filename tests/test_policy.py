@@ -1,0 +1,96 @@
+"""stageline.yaml: every invalid policy is one sentence and exit 5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, sl
+
+from stageline.errors import REPOSITORY
+from stageline.policy import PolicyError, parse_policy
+
+VALID = b"""organization: acme
+protected_branches: [main, Release]
+members:
+  alice: {name: Alice, email: alice@acme.test, roles: [developer]}
+  olga: {name: Olga, email: Olga@Acme.test, roles: [org-admin, qa]}
+"""
+
+
+def test_valid_policy_is_parsed() -> None:
+    policy = parse_policy(VALID)
+    assert policy.organization == "acme"
+    assert policy.members["olga"].roles == {"org-admin", "qa"}
+    assert policy.member_by_email("olga@acme.TEST") is policy.members["olga"]
+    assert policy.is_protected("refs/heads/release")
+    assert not policy.is_protected("refs/heads/feature")
+    assert not policy.is_protected("refs/tags/main")
+    assert policy.separation_of_duties is True
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (b"organization: [unclosed", "not valid YAML"),
+    (b"- a list\n", "must be a mapping"),
+    (b"organization: ''\nmembers: {a: {email: a@x.test, roles: [qa]}}\n", "organization"),
+    (b"members: {a: {email: a@x.test, roles: [qa]}}\n", "organization"),
+    (b"organization: acme\nmembers: {}\n", "at least one member"),
+    (b"organization: acme\nmembers: {a: {name: A, roles: [qa]}}\n", "no valid email"),
+    (b"organization: acme\nmembers: {a: {email: not-an-email, roles: [qa]}}\n", "no valid email"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [root]}}\n", "unknown role"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: []}}\n", "list of roles"),
+    (b"organization: acme\nmembers:\n  a: {email: a@x.test, roles: [qa]}\n"
+     b"  b: {email: A@X.test, roles: [qa]}\n", "share the email"),
+    (b"organization: acme\norganization: evil\nmembers: {a: {email: a@x.test, roles: [qa]}}\n",
+     "duplicate key"),
+    (b"organization: acme\nmembers: {../x: {email: a@x.test, roles: [qa]}}\n", "member id"),
+    (b"organization: acme\nprotected_branches: []\nmembers: {a: {email: a@x.test, roles: [qa]}}\n",
+     "protected_branches"),
+    (b"organization: acme\nseparation_of_duties: maybe\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "separation_of_duties"),
+    (b"\xff\xfe", "not UTF-8"),
+])
+def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    assert says in info.value.message
+    assert info.value.code == REPOSITORY
+    assert "\n" not in info.value.message
+
+
+def test_yaml_bomb_is_refused() -> None:
+    bomb = b"organization: acme\na: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n".encode()
+        for i in range(8))
+    with pytest.raises(PolicyError, match="expands to more than"):
+        parse_policy(bomb)
+
+
+def test_broken_policy_in_repository_exits_5(org: Path) -> None:
+    (org / "stageline.yaml").write_text("organization: acme\nmembers: {a: {roles: [qa]}}\n")
+    commit_all(org, "olga", "Break the policy")
+    result = sl(org, "status")
+    assert result.code == REPOSITORY
+    assert "member a has no valid email" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_missing_policy_exits_5(tmp_path: Path) -> None:
+    from conftest import git
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / "x").write_text("x")
+    commit_all(tmp_path, "olga", "Not an organization")
+    result = sl(tmp_path, "status")
+    assert result.code == REPOSITORY
+    assert "no stageline.yaml" in result.err
+
+
+def test_not_a_repository_exits_5(tmp_path: Path) -> None:
+    result = sl(tmp_path / "nowhere", "status")
+    assert result.code == REPOSITORY
+    assert "not a directory" in result.err
+    result = sl(tmp_path, "status")
+    assert result.code == REPOSITORY
+    assert "not a Git repository" in result.err
