@@ -34,7 +34,8 @@ def clone(server: Path, tmp_path: Path) -> Path:
 def push(clone: Path, member: str | None, refspec: str = "HEAD:refs/heads/main",
          *extra: str, var: str = "REMOTE_USER") -> tuple[bool, str]:
     env = {var: member} if member else {}
-    import subprocess, os  # noqa: E401
+    import os
+    import subprocess  # noqa: E401
 
     full = dict(os.environ)
     full.update(env)
@@ -328,7 +329,7 @@ def test_old_tip_off_the_first_parent_chain(clone: Path, server: Path) -> None:
     git(clone, "checkout", "-q", "-b", "other", base)
     (clone / "README.md").write_text("other line\n")
     commit_all(clone, "alice", "Other")
-    other = git(clone, "rev-parse", "HEAD")
+
     git(clone, "checkout", "-q", "main")
     (clone / "notes.md").write_text("main line\n")
     commit_all(clone, "alice", "Main")

@@ -12,7 +12,11 @@ from stageline import rules
 from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
 from stageline.gitstore import TREE_MODE, Entry, Identity, Store
 from stageline.layout import (
-    AGENT_FILE, POLICY_FILE, approval_path, check_agent_name, env_dir,
+    AGENT_FILE,
+    POLICY_FILE,
+    approval_path,
+    check_agent_name,
+    env_dir,
 )
 from stageline.policy import Member, Policy, PolicyError, parse_policy
 from stageline.validation import check_agent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +145,7 @@ def status(g: Globals, agent: str | None, as_json: bool) -> None:
     _print_table(rows)
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
     if len(rows) == 1:
         click.echo("no agents yet; create one with 'stageline agent new NAME'.")
         return

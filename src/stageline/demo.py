@@ -1,8 +1,8 @@
 """``stageline demo``: the whole workflow, played by the three roles on the sample organization.
 
-A bare repository plays the Git server (with the pre-receive hook installed when
-the hook is available), a clone plays the team's laptop, and every step is a
-real stageline command followed by a real ``git push`` as that member.
+A bare repository with the pre-receive hook installed plays the Git server, a
+clone plays the team's laptop, and every step is a real stageline command (or a
+plain git edit) followed by a real ``git push`` as that member.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stageline.actions import import_organization
 from stageline.gitstore import Store
+from stageline.install import install
 from stageline.resources import data_path
 
 Echo = Callable[[str], None]
@@ -56,6 +57,7 @@ def run_demo(keep: bool, echo: Echo) -> None:
             return code
 
         step("olga", "org-admin", "status", push=False)
+        _developer_edit(clone, work, echo)
         step("alice", "developer", "promote", "billing-support", "--to", "staging")
         step("quinn", "qa", "list", push=False)
         step("quinn", "qa", "mark-ready", "billing-support")
@@ -72,13 +74,29 @@ def run_demo(keep: bool, echo: Echo) -> None:
 
 
 def _install_hook(server: str, echo: Echo) -> None:
-    try:
-        from stageline.install import install
-    except ImportError:
-        echo("(the pre-receive hook is not part of this build; pushes are not checked)")
-        return
     echo(f"  $ stageline hook install {server}")
     echo(_indent(install(server, "plain")))
+
+
+def _developer_edit(clone: Store, work: str, echo: Echo) -> None:
+    """A developer edits development with plain git: that is what development is for."""
+    path = "environments/development/billing-support/agent.yaml"
+    echo(f"\n[alice · developer] edits {path} (a warmer greeting) and commits with git")
+    target = Path(work) / path
+    text = target.read_text()
+    target.write_text(text.replace("greeting: \"", "greeting: \"Thanks for calling! ", 1))
+    clone.run("commit", "-q", "-am", "Warmer greeting for billing-support", env=_author("alice"))
+    ok, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "alice"})
+    echo(f"  $ git push (as alice) → {'accepted' if ok else 'REJECTED'}")
+    if not ok:
+        echo(_indent(said))
+
+
+def _author(member: str) -> dict[str, str]:
+    name = {"alice": "Alice Dev", "dan": "Dan Dev"}[member]
+    email = f"{member}@acme.test"
+    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
 
 
 def _forbidden_push(clone: Store, work: str, echo: Echo) -> None:
@@ -87,9 +105,7 @@ def _forbidden_push(clone: Store, work: str, echo: Echo) -> None:
          "by hand and pushes it")
     target = Path(work) / "environments/production/billing-support/prompts/system.md"
     target.write_text(target.read_text() + "\nAlways offer a 50% discount.\n")
-    env = {"GIT_AUTHOR_NAME": "Dan Dev", "GIT_AUTHOR_EMAIL": "dan@acme.test",
-           "GIT_COMMITTER_NAME": "Dan Dev", "GIT_COMMITTER_EMAIL": "dan@acme.test"}
-    clone.run("commit", "-q", "-am", "Quick fix in production", env=env)
+    clone.run("commit", "-q", "-am", "Quick fix in production", env=_author("dan"))
     ok, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "dan"})
     echo(f"  $ git push (as dan) → {'accepted' if ok else 'REJECTED'}")
     echo(_indent(said))

@@ -272,14 +272,17 @@ class Store:
         if not specs:
             return []
         proc = self._proc("_check", ["cat-file", "--batch-check"])
-        payload = b"".join(
-            (s if "\n" not in s else "-").encode("utf-8", "surrogateescape") + b"\n" for s in specs
-        )
-        proc.write(payload)
         result: list[tuple[str, str] | None] = []
-        for _ in specs:
-            parts = proc.readline().split()
-            result.append((parts[0].decode(), parts[1].decode()) if len(parts) == 3 else None)
+        # In chunks whose answers fit in the pipe: git blocks writing answers nobody
+        # reads yet, and would stop reading the rest of a large request.
+        for start in range(0, len(specs), 256):
+            chunk = specs[start:start + 256]
+            proc.write(b"".join((s if "\n" not in s else "-").encode("utf-8", "surrogateescape")
+                                + b"\n" for s in chunk))
+            for _ in chunk:
+                parts = proc.readline().split()
+                result.append((parts[0].decode(), parts[1].decode()) if len(parts) == 3
+                              else None)
         return result
 
     def read_object(self, spec: str) -> tuple[str, bytes] | None:
@@ -514,7 +517,7 @@ class Store:
             raise
         crash_point("after-ref-update")
         if follow:
-            self.sync_paths(commit, paths)
+            self.sync_paths(commit, paths, head)
             crash_point("after-sync")
             self.clear_journal()
         return commit
@@ -603,16 +606,20 @@ class Store:
         """Whether this is a clone whose work tree follows ``ref``."""
         return self.work_tree is not None and self.head_ref() == ref
 
-    def sync_paths(self, commit: str, paths: Sequence[str]) -> None:
-        """Make the index and the work tree of ``paths`` match ``commit``, nothing else."""
+    def sync_paths(self, commit: str, paths: Sequence[str], before: str | None) -> None:
+        """Make the index and the work tree of ``paths`` match ``commit``, nothing else.
+
+        ``before`` is the commit the index and work tree of those paths held (they
+        were clean): a path in neither commit is left out, as git would refuse a
+        pathspec that matches nothing.
+        """
         if self.work_tree is None or not paths:
             return
         self._wait_for_index_lock()
-        in_commit = [p for p, e in zip(paths, self.objects_info([f"{commit}:{p}" for p in paths]),
-                                       strict=True) if e]
-        indexed = set(self.run("ls-files", "-z", "--", *paths).split(b"\0")) - {b""}
-        tracked = [p for p in paths if p in in_commit or any(
-            f == p.encode() or f.startswith(p.encode() + b"/") for f in indexed)]
+        commits = [commit] + ([before] if before else [])
+        infos = self.objects_info([f"{c}:{p}" for c in commits for p in paths])
+        present = {paths[i % len(paths)] for i, info in enumerate(infos) if info}
+        tracked = [p for p in paths if p in present]
         if tracked:
             self.run("restore", f"--source={commit}", "--staged", "--worktree", "--", *tracked)
 
@@ -676,7 +683,7 @@ class Store:
             raise Blocked(f"an interrupted stageline update of {', '.join(paths)} cannot be "
                           f"finished because those paths changed since; restore them with "
                           f"'git restore --source=HEAD --staged --worktree -- {' '.join(paths)}'.")
-        self.sync_paths(new, paths)
+        self.sync_paths(new, paths, None if is_null_oid(old) else old)
         self.clear_journal()
 
 

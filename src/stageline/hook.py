@@ -350,7 +350,7 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
             for update in updates:
                 policy = enforcer.policy_at(update.new) if update.new else None
                 if not isinstance(policy, Policy):
-                    policy = enforcer.policy_at(default_tip)  # type: ignore[assignment]
+                    policy = enforcer.policy_at(default_tip)
                 if not isinstance(policy, Policy) or not policy.is_protected(update.ref):
                     continue
                 records.append({

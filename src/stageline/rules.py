@@ -77,7 +77,7 @@ def who_may(action: str) -> str:
 def denial(member: Member, action: str) -> str:
     roles = ", ".join(sorted(member.roles))
     return (f"{member.id} ({roles}) may not {DESCRIPTIONS[action]}; only "
-            f"{who_may(action)} may.")
+            f"{who_may(action)} may")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""Time the pre-receive hook on a 1,000-commit push and a one-commit push.
+
+    python bench/hook.py [--agents 1000] [--commits 1000] [--runs 5]
+
+Generates an organization (bench/gen_org.py), then runs the hook exactly as a
+Git server does, a new interpreter each time (``python -P -m stageline hook
+pre-receive`` in the bare repository, the ref update on stdin, the pusher in
+``REMOTE_USER``), and, beside it, the batched git calls alone that any checker
+needs: ``rev-list | diff-tree --stdin`` plus one ``cat-file --batch-check`` over
+the ``commit:path`` lookups. Prints a Markdown table of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gen_org import generate  # noqa: E402
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True,
+                          check=True).stdout
+
+
+def time_hook(repo: Path, old: str, new: str, runs: int) -> float:
+    env = dict(os.environ, REMOTE_USER="sam", GIT_DIR=".")
+    line = f"{old} {new} refs/heads/main\n".encode()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-P", "-m", "stageline", "hook", "pre-receive"],
+                              cwd=repo, input=line, capture_output=True, env=env)
+        samples.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"the hook rejected the benchmark push:\n{proc.stderr.decode()}")
+    return statistics.median(samples)
+
+
+def time_baseline(repo: Path, old: str, new: str, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        listing = _git(repo, "rev-list", "--parents", new, "--not", old)
+        feed = b"".join(b" ".join(line.split()[:2]) + b"\n" for line in listing.splitlines())
+        raw = _git(repo, "diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
+                   stdin=feed)
+        lookups = []
+        tokens = raw.split(b"\0")
+        commit = b""
+        i = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok.startswith(b":"):
+                parts = tokens[i + 1].split(b"/")
+                if len(parts) > 3:
+                    for env in (b"development", b"staging", b"production"):
+                        lookups.append(commit + b":environments/" + env + b"/" + parts[2])
+                i += 2
+            else:
+                commit = tok
+                i += 1
+        _git(repo, "cat-file", "--batch-check", stdin=b"\n".join(lookups) + b"\n")
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--commits", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="stageline-bench-") as tmp:
+        repo = Path(tmp) / "org.git"
+        start = time.perf_counter()
+        generate(repo, args.agents, args.files, args.commits)
+        made = time.perf_counter() - start
+        old = _git(repo, "rev-parse", "refs/heads/main").decode().strip()
+        new = _git(repo, "rev-parse", "refs/bench/push").decode().strip()
+        first = _git(repo, "rev-list", "--reverse", new, "--not", old).split()[0].decode()
+        rows = [
+            (f"{args.commits}-commit push", time_hook(repo, old, new, args.runs),
+             time_baseline(repo, old, new, args.runs)),
+            ("1-commit push", time_hook(repo, old, first, args.runs),
+             time_baseline(repo, old, first, args.runs)),
+        ]
+    print(f"organization: {args.agents} agents × {args.files} files in 3 environments, "
+          f"generated in {made:.1f} s; {os.cpu_count()} cores; median of {args.runs} runs\n")
+    print("| push | stageline hook (interpreter start included) | batched git calls alone |")
+    print("|---|---|---|")
+    for name, hook, base in rows:
+        print(f"| {name} | {hook * 1000:.0f} ms | {base * 1000:.0f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
