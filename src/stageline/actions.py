@@ -181,6 +181,38 @@ def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
     return _commit(ws, actor, changes, message, f"marked {agent} Ready for Production.")
 
 
+def rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Outcome:
+    """Restore production to its tree at ``rev``, an earlier state of the branch (default:
+    the previous production version)."""
+    from stageline.history import on_branch, previous_production
+
+    check_agent_name(agent)
+    _require(actor, rules.ROLLBACK)
+    if rev is None:
+        version = previous_production(ws, agent)
+        if version is None:
+            raise Blocked(f"{agent} has no earlier production version to roll back to.")
+        target, tree = version.commit, version.tree
+    else:
+        resolved = ws.store.resolve(rev)
+        if resolved is None or not on_branch(ws, resolved):
+            raise UsageError(f"{rev!r} is not an earlier state of the branch; pick a commit from "
+                             f"'stageline history {agent}'.")
+        target, tree = resolved, ws.store.tree_at(resolved, env_dir("production", agent))
+        if tree is None:
+            raise Blocked(f"{agent} was not in production at {rev}; pick a commit from "
+                          f"'stageline history {agent}'.")
+    if ws.tree("production", agent) == tree:
+        return Outcome(None, f"production of {agent} already is as it was at {target[:12]}; "
+                             "nothing to do.")
+    assert tree is not None
+    changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, tree)}
+    message = _message(f"Roll back {agent} in production to {target[:12]}", rules.ROLLBACK,
+                       actor, agent, {rules.RESTORES_TRAILER: target})
+    return _commit(ws, actor, changes, message,
+                   f"rolled {agent} back to its production of {target[:12]}.")
+
+
 def scaffold(agent: str) -> dict[str, bytes]:
     """The smallest valid agent."""
     return {

@@ -174,27 +174,139 @@ def list_agents(g: Globals, as_json: bool) -> None:
     _print_table(rows)
 
 
+@cli.command()
+@click.argument("agent")
+@click.option("--to", "rev", metavar="REV",
+              help="An earlier commit of the branch (default: the previous production version).")
+@click.pass_obj
+def rollback(g: Globals, agent: str, rev: str | None) -> None:
+    """Restore production to an earlier production state (org-admin)."""
+    from stageline.actions import rollback as run
+
+    ws, actor = _workspace_and_actor(g)
+    _report(run(ws, actor, agent, rev))
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--env", "env", default="production", show_default=True,
+              type=click.Choice(["development", "staging", "production"]))
+@click.option("--limit", type=int, metavar="N", help="Show the N newest versions only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) -> None:
+    """The versions of an agent's environment, newest first."""
+    from stageline.actions import open_workspace
+    from stageline.history import history as versions_of
+    from stageline.layout import check_agent_name
+
+    check_agent_name(agent)
+    versions = versions_of(open_workspace(g.repo), agent, env, limit)
+    if as_json:
+        _emit_json({"agent": agent, "environment": env,
+                    "versions": [v.to_json() for v in versions]})
+        return
+    rows = [("COMMIT", "TREE", "ACTION", "ACTOR", "TIME")]
+    rows += [(v.commit[:12], _short(v.tree), v.action, v.actor or "?", v.time)
+             for v in versions]
+    if len(rows) == 1:
+        click.echo(f"{agent} has never been in {env}.")
+        return
+    _print_table(rows)
+
+
+@cli.command()
+@click.argument("agent")
+@click.argument("old", metavar="[FROM]", required=False)
+@click.argument("new", metavar="[TO]", required=False)
+@click.option("--stat", is_flag=True, help="Only the changed files and their line counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there are differences.")
+@click.pass_context
+def diff(ctx: click.Context, agent: str, old: str | None, new: str | None, stat: bool,
+         as_json: bool, exit_code: bool) -> None:
+    """What differs between two environments, or ENV@REV states (default: staging →
+    development, what a promotion would bring)."""
+    from stageline.actions import open_workspace
+    from stageline.diffing import compare, render
+    from stageline.layout import check_agent_name
+
+    check_agent_name(agent)
+    comparison = compare(open_workspace(ctx.obj.repo), agent, old, new)
+    if as_json:
+        _emit_json(comparison.to_json())
+    else:
+        for line in render(comparison, stat):
+            click.echo(line)
+    if exit_code and not comparison.identical:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--agent", metavar="AGENT", help="Only this agent's events.")
+@click.option("--actor", metavar="MEMBER", help="Only this member's actions.")
+@click.option("--action", metavar="ACTION", help="Only this action (promote-to-staging, ...).")
+@click.option("--since", metavar="DATE", help="Only events at or after DATE (ISO 8601).")
+@click.option("--push-log", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The server's stageline-pushes.jsonl (default: the repository's own, if any).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
+              help="jsonl: one JSON object per line, for log systems.")
+@click.pass_obj
+def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
+        since: str | None, push_log: str | None, as_json: bool, fmt: str) -> None:
+    """The organization's audit log: promotions, approvals, production pushes, rollbacks
+    and policy changes, newest first."""
+    from pathlib import Path
+
+    from stageline.actions import open_workspace
+    from stageline.history import audit_log, parse_since
+    from stageline.layout import PUSH_LOG, check_agent_name
+
+    if agent is not None:
+        check_agent_name(agent)
+    ws = open_workspace(g.repo)
+    log_file = Path(push_log) if push_log else ws.store.git_dir / PUSH_LOG
+    events = audit_log(ws, agent, actor, action, parse_since(since) if since else None,
+                       log_file if push_log or log_file.exists() else None)
+    if as_json:
+        _emit_json({"events": [e.to_json() for e in events]})
+    elif fmt == "jsonl":
+        for e in events:
+            click.echo(json.dumps(e.to_json(), sort_keys=True))
+    else:
+        rows = [("TIME", "ACTION", "AGENT", "ACTOR", "PUSHER", "TREE", "COMMIT")]
+        rows += [(e.time, e.action, e.agent or "—", e.actor or "?", e.pusher or "—",
+                  _short(e.tree), e.commit[:12]) for e in events]
+        if len(rows) == 1:
+            click.echo("no events.")
+            return
+        _print_table(rows)
+
+
 @cli.group()
 def hook() -> None:
     """The server side: the pre-receive hook, the push log, installing them."""
 
 
-@hook.command("pre-receive", context_settings={"ignore_unknown_options": True})
+@hook.command("pre-receive")
 @click.option("--chain", metavar="PATH", help="A hook to run first with the same input.")
-def hook_pre_receive(chain: str | None) -> None:
+@click.pass_context
+def hook_pre_receive(ctx: click.Context, chain: str | None) -> None:
     """Judge a push (stdin: '<old> <new> <ref>' lines); exit 1 rejects it."""
     from stageline.hook import main as hook_main
 
-    sys.exit(hook_main("pre-receive", ["--chain", chain] if chain else []))
+    ctx.exit(hook_main("pre-receive", ["--chain", chain] if chain else []))
 
 
 @hook.command("post-receive")
 @click.option("--chain", metavar="PATH", help="A hook to run first with the same input.")
-def hook_post_receive(chain: str | None) -> None:
+@click.pass_context
+def hook_post_receive(ctx: click.Context, chain: str | None) -> None:
     """Record accepted updates of protected branches in stageline-pushes.jsonl."""
     from stageline.hook import main as hook_main
 
-    sys.exit(hook_main("post-receive", ["--chain", chain] if chain else []))
+    ctx.exit(hook_main("post-receive", ["--chain", chain] if chain else []))
 
 
 _LAYOUT = click.option("--layout", type=click.Choice(["plain", "gitlab", "gitea"]),
@@ -272,7 +384,9 @@ def run(argv: list[str] | None = None, echo_err: Callable[[str], None] | None = 
     """Run the CLI and return its exit code; every failure is one sentence on stderr."""
     err = echo_err or (lambda text: click.echo(text, err=True))
     try:
-        cli.main(args=argv, prog_name="stageline", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="stageline", standalone_mode=False)
+        if isinstance(result, int):  # ctx.exit(code): click returns it instead of raising
+            return result
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:

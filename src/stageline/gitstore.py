@@ -21,7 +21,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from stageline.errors import Blocked, RepositoryError, StagelineError
@@ -93,7 +95,7 @@ class CommitInfo:
     message: str
     changes: tuple[Change, ...] = field(default=())
 
-    @property
+    @cached_property
     def trailers(self) -> dict[str, str]:
         return parse_trailers(self.message)
 
@@ -104,6 +106,8 @@ def parse_trailers(message: str) -> dict[str, str]:
     Only ``Stageline-*`` keys matter to us; a key given twice keeps both values
     joined by a newline so that a duplicate claim cannot hide behind another.
     """
+    if ":" not in message:
+        return {}
     paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
     if len(paragraphs) < 2:
         return {}
@@ -556,39 +560,70 @@ class Store:
     # -- history -------------------------------------------------------------
 
     def walk(self, rev_args: Sequence[str], paths: Sequence[str] = (),
-             with_changes: bool = True) -> list[CommitInfo]:
+             with_changes: bool = True, prune: bool = False) -> list[CommitInfo]:
         """Commits named by ``rev-list`` arguments, in rev-list order, with their
-        first-parent changes.
+        first-parent changes (under ``paths`` when given).
 
         Three processes whatever the number of commits: ``rev-list``, one
         ``diff-tree --stdin`` fed ``<commit> <first parent>`` pairs (a merge is
         judged against its first parent only, as a combined diff would hide a
-        merge that brings back an old tree), and the long-lived ``cat-file
-        --batch`` for the size-delimited commit objects, whose messages are
-        therefore read exactly, whatever bytes they hold.
+        merge that brings back an old tree), and one ``cat-file --batch`` for the
+        size-delimited commit objects, whose messages are therefore read exactly,
+        whatever bytes they hold.
+
+        By default ``paths`` also limit ``rev-list`` (git's history
+        simplification). With ``prune``, every listed commit is diffed and only
+        those that change ``paths`` are kept, root commits always (without
+        their changes): cheaper when most commits touch the paths anyway.
         """
         args = ["rev-list", "--parents", *rev_args]
-        if paths:
+        if paths and not prune:
             args += ["--", *paths]
-        listing = self.run(*args).decode().split("\n")
         order: list[tuple[str, tuple[str, ...]]] = []
-        for line in listing:
+        for line in self.run(*args).decode().split("\n"):
             if line:
                 oid, *parents = line.split(" ")
                 order.append((oid, tuple(parents)))
-        changes: dict[str, list[Change]] = {}
-        if with_changes and order:
-            feed = "".join(f"{oid} {parents[0]}\n" if parents else f"{oid}\n"
-                           for oid, parents in order)
-            raw = self.run("diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
-                           input=feed.encode())
-            changes = _parse_diff_tree(raw)
+        raw = b""
+        if (with_changes or prune) and order:
+            feed = "".join(f"{oid} {parents[0]}\n" if parents else
+                           ("" if prune else f"{oid}\n") for oid, parents in order)
+            args = ["diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
+                    *(["--", *paths] if paths else [])]
+            # diff-tree and cat-file run side by side: the two cores share the work.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                diffing = pool.submit(self.run, *args, input=feed.encode())
+                objects = self.read_objects([oid for oid, _parents in order])
+                raw = diffing.result()
+        else:
+            objects = self.read_objects([oid for oid, _parents in order])
+        changes = _parse_diff_tree(raw)
         result = []
-        for oid, _parents in order:
-            obj = self.read_object(oid)
+        for (oid, listed_parents), obj in zip(order, objects, strict=True):
+            if prune and listed_parents and oid not in changes:
+                continue
             if obj is None or obj[0] != "commit":
                 raise RepositoryError(f"commit {oid} cannot be read.")
             result.append(_parse_commit(oid, obj[1], tuple(changes.get(oid, ()))))
+        return result
+
+    def read_objects(self, oids: Sequence[str]) -> list[tuple[str, bytes] | None]:
+        """Many objects in one ``cat-file --batch`` run, in order (None when missing)."""
+        if not oids:
+            return []
+        out = self.run("cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode())
+        result: list[tuple[str, bytes] | None] = []
+        pos = 0
+        for _ in oids:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            if len(header) != 3:
+                result.append(None)
+                pos = end + 1
+                continue
+            size = int(header[2])
+            result.append((header[1].decode(), out[end + 1:end + 1 + size]))
+            pos = end + 1 + size + 1
         return result
 
     # -- the work tree of a clone ------------------------------------------

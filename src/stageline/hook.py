@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from stageline import rules
 from stageline.errors import UsageError
 from stageline.gitstore import CommitInfo, Store, is_null_oid, looks_like_oid, short_ref
-from stageline.layout import POLICY_FILE, approval_path, env_dir
+from stageline.layout import POLICY_FILE, PUSH_LOG, approval_path, env_dir
 from stageline.policy import Member, Policy, PolicyError, parse_policy
 from stageline.rules import Violation
 
-PUSH_LOG = "stageline-pushes.jsonl"
 MAX_LINES_SHOWN = 25
 _LINE_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$")
 

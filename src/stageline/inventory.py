@@ -59,9 +59,14 @@ class AgentStatus:
 
 
 def actor_of(commit: CommitInfo, policy: Policy) -> str | None:
-    """The member who made a commit: the author's member id (the trailer is only a claim)."""
+    """The member behind a commit: the author's member id. The ``Stageline-Actor``
+    trailer is only a claim (the hook checks it on protected branches), used only
+    when the author is no member."""
     member = policy.member_by_email(commit.author_email)
-    return member.id if member else None
+    if member is not None:
+        return member.id
+    claimed = commit.trailers.get(rules.ACTOR_TRAILER)
+    return claimed if claimed and "\n" not in claimed else None
 
 
 def action_of(commit: CommitInfo) -> str:

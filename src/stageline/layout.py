@@ -11,6 +11,7 @@ ENV_ROOT = "environments"
 APPROVALS = "approvals"
 POLICY_FILE = "stageline.yaml"
 AGENT_FILE = "agent.yaml"
+PUSH_LOG = "stageline-pushes.jsonl"  # in the server repository, written by post-receive
 AGENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 

@@ -223,7 +223,14 @@ class CommitFacts:
 def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
     """The agents a commit touches, by area: development/staging/production/approval."""
     result: dict[str, set[str]] = {}
+    seen: set[tuple[str, ...]] = set()
     for change in changes:
+        # Files of one agent directory all classify alike: classify each directory once.
+        parts = change.path.split("/", 3)
+        prefix = (*parts[:3], str(len(parts))) if parts[0] == ENV_ROOT else (change.path,)
+        if prefix in seen:
+            continue
+        seen.add(prefix)
         area = classify(change.path)
         if area.agent is None:
             continue

@@ -1,0 +1,233 @@
+"""Versions of an environment and the organization's audit log, read from the branch.
+
+A *version* of an environment is a state the branch had: a commit on its
+first-parent chain where the agent's directory in that environment changed
+(against the first parent). Promotions, approvals and rollbacks are linear
+commits on the branch (the hook sees to it), so they all appear there; work
+merged from a side branch appears as its merge commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from stageline import rules
+from stageline.actions import Workspace
+from stageline.errors import UsageError
+from stageline.gitstore import CommitInfo
+from stageline.inventory import actor_of
+from stageline.layout import APPROVALS, ENV_ROOT, POLICY_FILE, check_env, env_dir
+
+
+@dataclass(frozen=True)
+class Version:
+    commit: str
+    tree: str | None
+    action: str
+    actor: str | None
+    time: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.commit, "tree": self.tree, "action": self.action,
+                "actor": self.actor, "time": self.time}
+
+
+def iso_time(commit: CommitInfo) -> str:
+    sign = -1 if commit.author_tz.startswith("-") else 1
+    offset = timedelta(hours=int(commit.author_tz[1:3]), minutes=int(commit.author_tz[3:5]))
+    when = datetime.fromtimestamp(commit.author_time, timezone(sign * offset))
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> list[Version]:
+    """Every version of ``env`` for ``agent``, newest first."""
+    check_env(env)
+    path = env_dir(env, agent)
+    args = ["--first-parent", ws.head]
+    if limit is not None:
+        if limit < 1:
+            raise UsageError("--limit takes a positive number.")
+        args.insert(0, f"--max-count={limit}")
+    commits = ws.store.walk(args, [path], with_changes=False)
+    trees = ws.store.trees_at([(c.oid, path) for c in commits])
+    versions = []
+    for commit, tree in zip(commits, trees, strict=True):
+        versions.append(Version(commit.oid, tree, _version_action(commit, env),
+                                actor_of(commit, ws.policy), iso_time(commit)))
+    return versions
+
+
+def _version_action(commit: CommitInfo, env: str) -> str:
+    claimed = commit.trailers.get(rules.ACTION_TRAILER, "")
+    if env == "production" and claimed == rules.ROLLBACK:
+        return "rollback"
+    if env in ("staging", "production"):
+        return "promote"
+    if claimed == rules.CREATE_AGENT:
+        return "create"
+    return "merge" if len(commit.parents) > 1 else "edit"
+
+
+# -- the audit log ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    commit: str
+    time: str
+    action: str
+    agent: str | None
+    actor: str | None
+    tree: str | None
+    pusher: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"commit": self.commit, "time": self.time, "action": self.action,
+                "agent": self.agent, "actor": self.actor, "tree": self.tree,
+                "pusher": self.pusher}
+        data.update(self.details)
+        return data
+
+
+AUDITED = (f"{ENV_ROOT}/staging", f"{ENV_ROOT}/production", APPROVALS, POLICY_FILE)
+ACTIONS = ("init", "create-agent", "promote-to-staging", "mark-ready", "promote-to-production",
+           "rollback", "policy-change")
+
+
+def parse_since(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since takes a date such as 2026-11-28 or 2026-11-28T14:00:00Z, "
+                         f"not {text!r}.") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
+              action: str | None = None, since: datetime | None = None,
+              push_log: Path | None = None) -> list[Event]:
+    """The organization's actions on the branch, newest first, with who pushed them."""
+    if action is not None and action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+    if agent:
+        paths = [env_dir(e, agent) for e in ("development", "staging", "production")]
+        paths += [f"{APPROVALS}/{agent}.yaml", POLICY_FILE]
+    else:
+        paths = [*AUDITED, ENV_ROOT + "/development"]
+    args = ["--first-parent", ws.head]
+    if since is not None:
+        args.insert(0, f"--since={int(since.timestamp())}")
+    commits = ws.store.walk(args, paths, prune=True)
+    events = _events(ws, commits)
+    pushers = _pushers(ws, push_log) if push_log else {}
+    result = []
+    for event in events:
+        if agent and event.agent != agent:
+            continue
+        if actor and event.actor != actor:
+            continue
+        if action and event.action != action:
+            continue
+        if since and datetime.fromisoformat(event.time.replace("Z", "+00:00")) < since:
+            continue
+        result.append(Event(event.commit, event.time, event.action, event.agent, event.actor,
+                            event.tree, pushers.get(event.commit), event.details))
+    return result
+
+
+def _events(ws: Workspace, commits: Sequence[CommitInfo]) -> list[Event]:
+    planned: list[tuple[CommitInfo, str, str | None, str | None]] = []
+    for commit in commits:
+        changes = tuple(rules.PathChange(c.path, c.old_mode, c.new_mode) for c in commit.changes)
+        touched = rules.touched(changes)
+        claimed = commit.trailers.get(rules.ACTION_TRAILER, "")
+        if not commit.parents:  # the organization's first commit, adopted as it is
+            planned.append((commit, "init", None, None))
+            continue
+        for name in sorted(touched.get("staging", ())):
+            planned.append((commit, "promote-to-staging", name, env_dir("staging", name)))
+        for name in sorted(touched.get("production", ())):
+            kind = "rollback" if claimed == rules.ROLLBACK else "promote-to-production"
+            planned.append((commit, kind, name, env_dir("production", name)))
+        for name in sorted(touched.get("approval", set()) - touched.get("staging", set())):
+            planned.append((commit, "mark-ready", name, env_dir("staging", name)))
+        if claimed == rules.CREATE_AGENT:
+            for name in sorted(touched.get("development", ())):
+                planned.append((commit, "create-agent", name, env_dir("development", name)))
+        if any(c.path == POLICY_FILE for c in commit.changes):
+            planned.append((commit, "policy-change", None, None))
+    lookups = [(c.oid, p) for c, _kind, _name, p in planned if p]
+    trees = dict(zip(lookups, ws.store.trees_at(lookups), strict=True))
+    events = []
+    for commit, kind, agent, where in planned:
+        details: dict[str, Any] = {}
+        restores = commit.trailers.get(rules.RESTORES_TRAILER)
+        if kind == "rollback" and restores:
+            details["restores"] = restores
+        events.append(Event(commit.oid, iso_time(commit), kind, agent,
+                            actor_of(commit, ws.policy),
+                            trees.get((commit.oid, where)) if where else None, None, details))
+    return events
+
+
+def read_push_log(path: Path) -> list[dict[str, Any]]:
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the push log {path}: {exc.strerror}.") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise UsageError(f"{path}:{number} is not a JSON line.") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _pushers(ws: Workspace, path: Path) -> dict[str, str]:
+    """Which pusher brought each commit of the branch's first-parent chain.
+
+    Protected branches only move forward along their first parents, so a push
+    from ``old`` to ``new`` brought exactly the chain commits after ``old`` up to
+    ``new``: one ``rev-list`` of the chain places every push.
+    """
+    chain = ws.store.first_parent_chain(ws.head)
+    position = {oid: i for i, oid in enumerate(chain)}  # 0 is the newest
+    ranges = []
+    for record in read_push_log(path):
+        if record.get("ref") != ws.ref or record.get("new") not in position:
+            continue
+        top = position[record["new"]]
+        bottom = position.get(record.get("old") or "", len(chain))
+        ranges.append((top, bottom, record.get("pusher")))
+    result: dict[str, str] = {}
+    for top, bottom, pusher in ranges:
+        for i in range(top, bottom):
+            if pusher and chain[i] not in result:
+                result[chain[i]] = pusher
+    return result
+
+
+def previous_production(ws: Workspace, agent: str) -> Version | None:
+    """The production version before the current one, if there was one."""
+    current = ws.tree("production", agent)
+    for version in history(ws, agent, "production")[1:]:
+        if version.tree is not None and version.tree != current:
+            return version
+    return None
+
+
+def on_branch(ws: Workspace, rev: str) -> bool:
+    return rev in set(ws.store.first_parent_chain(ws.head))
+
+

@@ -1,0 +1,234 @@
+"""Versions, diff, rollback and the audit log, on real repositories with branchy histories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import author_env, commit_all, git, sl
+
+from stageline.errors import BLOCKED, CHECK_FAILED, OK, PERMISSION_DENIED, USAGE
+
+DEV = "environments/development/support-bot"
+STG = "environments/staging/support-bot"
+PRD = "environments/production/support-bot"
+
+
+def release(repo: Path, text: str) -> str:
+    """Edit the prompt in development and take it all the way to production."""
+    (repo / DEV / "prompts/system.md").write_text(text)
+    commit_all(repo, "alice", f"Prompt {text.strip()}")
+    assert sl(repo, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    assert sl(repo, "mark-ready", "support-bot", actor="quinn").code == OK
+    assert sl(repo, "promote", "support-bot", "--to", "production", actor="olga").code == OK
+    return git(repo, "rev-parse", "HEAD")
+
+
+def versions(repo: Path, *args: str) -> list[dict[str, str]]:
+    result = sl(repo, "history", "support-bot", *args, "--json")
+    assert result.code == OK, result.err
+    return json.loads(result.out)["versions"]  # type: ignore[no-any-return]
+
+
+def test_history_of_production(org: Path) -> None:
+    v1 = release(org, "v1\n")
+    v2 = release(org, "v2\n")
+    found = versions(org)
+    assert [v["commit"] for v in found] == [v2, v1]
+    assert [v["action"] for v in found] == ["promote", "promote"]
+    assert [v["actor"] for v in found] == ["olga", "olga"]
+    assert found[0]["tree"] == git(org, "rev-parse", f"{v2}:{PRD}")
+    assert found[0]["time"].endswith("Z") or "+" in found[0]["time"]
+    assert [v["commit"] for v in versions(org, "--limit", "1")] == [v2]
+    staging = versions(org, "--env", "staging")
+    assert len(staging) == 2 and staging[0]["actor"] == "alice"
+    human = sl(org, "history", "support-bot")
+    assert human.out.splitlines()[1].startswith(v2[:12])
+    assert sl(org, "history", "support-bot", "--limit", "0").code == USAGE
+    assert sl(org, "history", "Bad/Name").code == USAGE
+
+
+def _branchy_history(repo: Path, rounds: int) -> None:
+    """Feature branches with development edits merged into main, releases in between."""
+    for i in range(rounds):
+        git(repo, "checkout", "-q", "-b", f"feature-{i}")
+        (repo / DEV / f"knowledge/note-{i}.md").write_text(f"note {i}\n")
+        commit_all(repo, "dan", f"Note {i}")
+        git(repo, "checkout", "-q", "main")
+        (repo / "README.md").write_text(f"round {i}\n")
+        commit_all(repo, "alice", f"Docs {i}")
+        git(repo, "merge", "-q", "--no-ff", f"feature-{i}", "-m", f"Merge feature {i}",
+            env=author_env("alice"))
+        if i % 3 == 0:
+            release(repo, f"release {i}\n")
+
+
+def test_history_matches_the_branch_in_a_branchy_history(org: Path) -> None:
+    _branchy_history(org, 9)
+    for env, path in (("development", DEV), ("staging", STG), ("production", PRD)):
+        expected = []
+        for line in git(org, "rev-list", "--first-parent", "--parents", "HEAD").splitlines():
+            oid, *parents = line.split()
+            mine = git(org, "rev-parse", "-q", "--verify", f"{oid}:{path}", check=False)
+            theirs = git(org, "rev-parse", "-q", "--verify", f"{parents[0]}:{path}",
+                         check=False) if parents else ""
+            if mine != theirs:
+                expected.append(oid)
+        assert [v["commit"] for v in versions(org, "--env", env)] == expected, env
+    dev = versions(org, "--env", "development")
+    assert {"merge", "edit"} <= {v["action"] for v in dev}
+
+
+def test_diff_between_environments(staged_org: Path) -> None:
+    agent = staged_org / DEV / "agent.yaml"
+    agent.write_text(agent.read_text().replace("model: {provider: openai, name: gpt-4o-mini}",
+                                               "model: {provider: openai, name: gpt-4o}")
+                     + "greeting: Hello\n")
+    (staged_org / DEV / "prompts/system.md").write_text("You answer billing questions.\n")
+    (staged_org / DEV / "knowledge/refunds.md").unlink()
+    (staged_org / DEV / "knowledge/pricing.md").write_text("Pro costs 20.\n")
+    commit_all(staged_org, "alice", "Rework")
+    result = sl(staged_org, "diff", "support-bot")
+    assert result.code == OK
+    out = result.out
+    assert out.startswith("support-bot: staging (")
+    assert '~ model.name: "gpt-4o-mini" → "gpt-4o"' in out
+    assert '+ greeting: "Hello"' in out
+    assert "added     knowledge/pricing.md" in out
+    assert "removed   knowledge/refunds.md" in out
+    assert "-You answer billing questions politely." in out
+    assert "+You answer billing questions." in out
+    stat = sl(staged_org, "diff", "support-bot", "--stat").out
+    assert "prompts/system.md" in stat and "+1 -1" in stat
+    data = json.loads(sl(staged_org, "diff", "support-bot", "--json").out)
+    assert data["identical"] is False
+    assert {f["path"]: f["status"] for f in data["files"]} == {
+        "agent.yaml": "modified", "knowledge/pricing.md": "added",
+        "knowledge/refunds.md": "removed", "prompts/system.md": "modified"}
+    assert sl(staged_org, "diff", "support-bot", "--exit-code").code == 1
+    assert sl(staged_org, "diff", "support-bot", "staging", "staging", "--exit-code").code == OK
+    assert "identical" in sl(staged_org, "diff", "support-bot", "staging", "staging").out
+
+
+def test_diff_against_an_earlier_revision(org: Path) -> None:
+    v1 = release(org, "v1\n")
+    release(org, "v2\n")
+    result = sl(org, "diff", "support-bot", f"production@{v1}", "production")
+    assert result.code == OK
+    assert "-v1" in result.out and "+v2" in result.out
+    assert sl(org, "diff", "support-bot", "production@nope").code == USAGE
+    assert sl(org, "diff", "support-bot", "qa").code == USAGE
+    assert sl(org, "diff", "ghost-bot").code == USAGE
+
+
+def test_rollback_to_the_previous_version(org: Path) -> None:
+    v1 = release(org, "v1\n")
+    release(org, "v2\n")
+    result = sl(org, "rollback", "support-bot", actor="olga")
+    assert result.code == OK, result.err
+    assert git(org, "rev-parse", f"HEAD:{PRD}") == git(org, "rev-parse", f"{v1}:{PRD}")
+    assert (org / PRD / "prompts/system.md").read_text() == "v1\n"
+    trailers = git(org, "log", "-1", "--format=%(trailers:only,unfold)").splitlines()
+    assert trailers == ["Stageline-Action: rollback", "Stageline-Agent: support-bot",
+                        "Stageline-Actor: olga", f"Stageline-Restores: {v1}"]
+    assert versions(org)[0]["action"] == "rollback"
+    changed = git(org, "diff-tree", "--no-commit-id", "-r", "--name-only", "HEAD").splitlines()
+    assert all(p.startswith(PRD + "/") for p in changed)
+    # nothing to do the second time at the same target
+    head = git(org, "rev-parse", "HEAD")
+    assert sl(org, "rollback", "support-bot", "--to", v1, actor="olga").code == OK
+    assert git(org, "rev-parse", "HEAD") == head
+
+
+def test_rollback_refusals(org: Path) -> None:
+    first = release(org, "v1\n")
+    assert sl(org, "rollback", "support-bot", actor="olga").code == BLOCKED  # no earlier one
+    v2 = release(org, "v2\n")
+    assert sl(org, "rollback", "support-bot", actor="alice").code == PERMISSION_DENIED
+    assert sl(org, "rollback", "support-bot", "--to", "HEAD~20", actor="olga").code == USAGE
+    before = git(org, "rev-parse", f"{first}~4")  # before the first release
+    result = sl(org, "rollback", "support-bot", "--to", before, actor="olga")
+    assert result.code == BLOCKED
+    assert "was not in production" in result.err
+    git(org, "checkout", "-q", "-b", "side")
+    (org / "x.md").write_text("x\n")
+    commit_all(org, "olga", "side")
+    side = git(org, "rev-parse", "HEAD")
+    git(org, "checkout", "-q", "main")
+    assert sl(org, "rollback", "support-bot", "--to", side, actor="olga").code == USAGE
+    assert git(org, "rev-parse", "HEAD") == v2
+
+
+def test_audit_log(org: Path) -> None:
+    v1 = release(org, "v1\n")
+    release(org, "v2\n")
+    assert sl(org, "rollback", "support-bot", actor="olga").code == OK
+    policy = org / "stageline.yaml"
+    policy.write_text(policy.read_text() + "# reviewed\n")
+    commit_all(org, "olga", "Review policy")
+    (org / "README.md").write_text("not audited\n")
+    commit_all(org, "dan", "Docs")
+    data = json.loads(sl(org, "log", "--json").out)["events"]
+    assert [e["action"] for e in data] == [
+        "policy-change", "rollback",
+        "promote-to-production", "mark-ready", "promote-to-staging",
+        "promote-to-production", "mark-ready", "promote-to-staging", "init"]
+    assert data[1]["restores"] == v1
+    assert {e["actor"] for e in data} == {"olga", "quinn", "alice"}
+    only = json.loads(sl(org, "log", "--json", "--actor", "quinn").out)["events"]
+    assert [e["action"] for e in only] == ["mark-ready", "mark-ready"]
+    assert all(e["agent"] == "support-bot" for e in only)
+    ready = json.loads(sl(org, "log", "--json", "--agent", "support-bot", "--action",
+                          "mark-ready").out)["events"]
+    assert len(ready) == 2 and ready[0]["tree"] == git(org, "rev-parse", f"{ready[0]['commit']}:{STG}")
+    lines = sl(org, "log", "--format", "jsonl").out.splitlines()
+    assert len(lines) == len(data) and json.loads(lines[0])["action"] == "policy-change"
+    assert json.loads(sl(org, "log", "--json", "--since", "2999-01-01").out)["events"] == []
+    assert sl(org, "log", "--since", "yesterday-ish").code == USAGE
+    assert sl(org, "log", "--action", "deploy").code == USAGE
+
+
+def test_audit_log_names_the_pusher_from_the_server(tmp_path: Path) -> None:
+    from conftest import make_org
+
+    server = make_org(tmp_path / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(server)).code == OK
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(server), str(work))
+    for member, args in [("alice", ("promote", "support-bot", "--to", "staging")),
+                         ("quinn", ("mark-ready", "support-bot")),
+                         ("olga", ("promote", "support-bot", "--to", "production"))]:
+        assert sl(work, *args, actor=member).code == OK
+        git(work, "push", "-q", "origin", "main", env={"REMOTE_USER": member})
+    events = json.loads(sl(server, "log", "--json").out)["events"]
+    assert [(e["action"], e["pusher"]) for e in events] == [
+        ("promote-to-production", "olga"), ("mark-ready", "quinn"),
+        ("promote-to-staging", "alice"), ("init", None)]
+    copy = tmp_path / "pushes.jsonl"
+    shutil.copy(server / "stageline-pushes.jsonl", copy)
+    events = json.loads(sl(work, "log", "--json", "--push-log", str(copy)).out)["events"]
+    assert events[0]["pusher"] == "olga"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    assert sl(work, "log", "--push-log", str(bad)).code == USAGE
+
+
+def test_rollback_is_accepted_by_the_hook_and_verify(tmp_path: Path) -> None:
+    from conftest import make_org
+
+    server = make_org(tmp_path / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(server)).code == OK
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(server), str(work))
+    base = git(work, "rev-parse", "HEAD")
+    release(work, "v1\n")
+    release(work, "v2\n")
+    assert sl(work, "rollback", "support-bot", actor="olga").code == OK
+    assert sl(work, "verify", "--range", f"{base}..HEAD", "--pusher", "sam").code == OK
+    result = sl(work, "verify", "--range", f"{base}..HEAD", "--pusher", "alice")
+    assert result.code == CHECK_FAILED
+    assert "may not roll production back" in result.out
+    # sam holds every role and marked nothing ready: the releases and the rollback go in
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/main", env={"REMOTE_USER": "sam"})
+    assert git(server, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
