@@ -570,3 +570,58 @@ def test_install_layouts(tmp_path: Path, layout: str, path: str) -> None:
     assert (srv / path.replace("pre-receive", "post-receive")).exists()
     assert sl(None, "hook", "uninstall", str(srv), "--layout", layout).code == OK
     assert not (srv / path).exists()
+
+
+# -- failing closed ------------------------------------------------------------------------
+
+
+def _run_hook(cwd: Path, stdin: bytes, **env: str) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    full = dict(os.environ)
+    full.update(env)
+    proc = subprocess.run([sys.executable, "-P", "-m", "stageline", "hook", "pre-receive"],
+                          cwd=cwd, input=stdin, capture_output=True, env=full)
+    return proc.returncode, proc.stderr.decode()
+
+
+def test_garbage_on_stdin_rejects_in_one_sentence(server: Path) -> None:
+    code, err = _run_hook(server, b"this is not a ref update\n", REMOTE_USER="olga")
+    assert code == 1
+    assert "push rejected because the check itself failed" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_objects_reject(server: Path) -> None:
+    old = git(server, "rev-parse", "main")
+    missing = "1" * 40
+    code, err = _run_hook(server, f"{old} {missing} refs/heads/main\n".encode(),
+                          GL_USERNAME="olga")
+    assert code == 1
+    assert err.startswith("GL-HOOK-ERR: stageline:")
+    assert "Traceback" not in err
+
+
+def test_sha256_repositories(tmp_path: Path) -> None:
+    from conftest import RESOURCES, tree_files
+
+    from stageline.actions import import_organization
+    from stageline.gitstore import Store
+
+    srv = tmp_path / "s.git"
+    git(tmp_path, "init", "-q", "--bare", "--object-format=sha256", "-b", "main", str(srv))
+    with Store.open(srv) as store:
+        import_organization(store, "refs/heads/main", tree_files(RESOURCES / "org"))
+    assert len(git(srv, "rev-parse", "main")) == 64
+    assert sl(None, "hook", "install", str(srv)).code == OK
+    work = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(srv), str(work))
+    assert sl(work, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    ok, err = push(work, "alice")
+    assert ok, err
+    (work / STG / "agent.yaml").write_text("tampered\n")
+    commit_all(work, "alice", "Tamper")
+    rejected(work, srv, "alice", "staging must be an exact copy")
