@@ -72,6 +72,14 @@ def copy_dir(clone: Path, src: str, dst: str) -> None:
     shutil.copytree(clone / src, clone / dst)
 
 
+def write_approval(clone: Path, marked_by: str, tree: str | None = None) -> None:
+    """An approval file written by hand (for the current staging tree unless ``tree``)."""
+    tree = tree or git(clone, "rev-parse", f"HEAD:{STG}")
+    (clone / "approvals").mkdir(exist_ok=True)
+    (clone / "approvals/support-bot.yaml").write_text(
+        f"agent: support-bot\nstaging_tree: {tree}\nmarked_by: {marked_by}\nmarked_at: now\n")
+
+
 def staged(clone: Path, server: Path) -> None:
     assert sl(clone, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
     accepted(clone, server, "alice")
@@ -158,10 +166,7 @@ def test_forged_author(clone: Path, server: Path) -> None:
 
 def test_approval_written_by_a_developer(clone: Path, server: Path) -> None:
     staged(clone, server)
-    staging = git(clone, "rev-parse", f"HEAD:{STG}")
-    (clone / "approvals").mkdir()
-    (clone / "approvals/support-bot.yaml").write_text(
-        f"agent: support-bot\nstaging_tree: {staging}\nmarked_by: alice\nmarked_at: now\n")
+    write_approval(clone, "alice")
     commit_all(clone, "alice", "Approve myself")
     rejected(clone, server, "alice", "may not mark an agent Ready for Production")
 
@@ -174,10 +179,7 @@ def test_approval_pushed_by_a_developer(clone: Path, server: Path) -> None:
 
 def test_approval_marked_by_someone_else(clone: Path, server: Path) -> None:
     staged(clone, server)
-    staging = git(clone, "rev-parse", f"HEAD:{STG}")
-    (clone / "approvals").mkdir()
-    (clone / "approvals/support-bot.yaml").write_text(
-        f"agent: support-bot\nstaging_tree: {staging}\nmarked_by: rita\nmarked_at: now\n")
+    write_approval(clone, "rita")
     commit_all(clone, "quinn", "Approve in rita's name")
     rejected(clone, server, "quinn", "marked by rita, but its author is quinn")
 
@@ -281,9 +283,7 @@ def test_approval_for_an_older_staging_tree(clone: Path, server: Path) -> None:
     commit_all(clone, "alice", "v2")
     assert sl(clone, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
     accepted(clone, server, "alice")
-    (clone / "approvals").mkdir()
-    (clone / "approvals/support-bot.yaml").write_text(
-        f"agent: support-bot\nstaging_tree: {old_tree}\nmarked_by: quinn\nmarked_at: now\n")
+    write_approval(clone, "quinn", old_tree)
     commit_all(clone, "quinn", "Approve the old tree")
     rejected(clone, server, "quinn", "not for the staging tree of the same commit")
 
