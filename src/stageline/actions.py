@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -13,13 +16,19 @@ from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryE
 from stageline.gitstore import TREE_MODE, Entry, Identity, Store
 from stageline.layout import (
     AGENT_FILE,
+    ENV_ROOT,
     POLICY_FILE,
     approval_path,
     check_agent_name,
+    check_env,
     env_dir,
 )
 from stageline.policy import Member, Policy, PolicyError, parse_policy
-from stageline.validation import check_agent
+from stageline.settings import parse_settings, settings_path
+from stageline.validation import Finding, errors, validate
+
+if TYPE_CHECKING:
+    from stageline.conversation import TestResult
 
 
 @dataclass
@@ -103,15 +112,97 @@ def _commit(ws: Workspace, actor: Member, changes: dict[str, Entry | None], mess
     return Outcome(commit, done if commit else "nothing to change.")
 
 
-def _validated(ws: Workspace, agent: str, env: str, tree: str) -> None:
+@dataclass(frozen=True)
+class AgentSource:
+    """The files of one agent directory, from a tree or from the working tree."""
+
+    modes: dict[str, str]
+    read: Callable[[str], bytes]
+
+    def contents(self) -> dict[str, bytes]:
+        return {path: self.read(path) for path in self.modes}
+
+
+def committed_source(ws: Workspace, tree: str) -> AgentSource:
     listing = ws.store.files(tree)
     oids = {path: oid for _mode, oid, path in listing}
-    problems = check_agent(agent, [(mode, path) for mode, _oid, path in listing],
-                           lambda path: ws.store.read_blob(oids[path]))
+    return AgentSource({path: mode for mode, _oid, path in listing},
+                       lambda path: ws.store.read_blob(oids[path]))
+
+
+def worktree_source(root: Path) -> AgentSource:
+    modes = {}
+    for item in sorted(root.rglob("*")):
+        if item.is_symlink():
+            modes[item.relative_to(root).as_posix()] = "120000"
+        elif item.is_file():
+            executable = os.access(item, os.X_OK)
+            modes[item.relative_to(root).as_posix()] = "100755" if executable else "100644"
+    return AgentSource(modes, lambda path: (root / path).read_bytes())
+
+
+def environment_settings(ws: Workspace, env: str, worktree: bool = False) -> dict[str, Any]:
+    """``settings/<env>.yaml`` (committed, or on disk with ``worktree``); an unusable file
+    is a configuration error (exit 5)."""
+    path = settings_path(env)
+    if worktree and ws.store.work_tree is not None:
+        file = ws.store.work_tree / path
+        data = file.read_bytes() if file.is_file() else None
+    else:
+        data = ws.store.blob_at(ws.head, path)
+    values, problem = parse_settings(data, env)
+    if problem:
+        raise RepositoryError(f"{problem} Ask an org-admin to fix it.")
+    return values
+
+
+def findings(ws: Workspace, agent: str, source: AgentSource, env: str,
+             worktree: bool = False) -> list[Finding]:
+    """Every finding for an agent, its ``${settings.*}`` resolved against ``env``."""
+    return validate(agent, source.modes, source.read,
+                    environment_settings(ws, env, worktree), env)
+
+
+def agent_sources(ws: Workspace, env: str, agent: str | None,
+                  worktree: bool = False) -> list[tuple[str, AgentSource]]:
+    """The agents of an environment (or one of them), committed or on disk."""
+    check_env(env)
+    if agent is not None:
+        check_agent_name(agent)
+    if worktree:
+        if ws.store.work_tree is None:
+            raise UsageError("--worktree needs a clone with a working tree.")
+        base = ws.store.work_tree / ENV_ROOT / env
+        names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        found = [(n, worktree_source(base / n)) for n in names if agent in (None, n)]
+    else:
+        tree = ws.store.tree_at(ws.head, f"{ENV_ROOT}/{env}")
+        entries = ws.store.read_tree(tree) if tree else {}
+        found = [(n, committed_source(ws, e.oid)) for n, e in sorted(entries.items())
+                 if e.is_tree and agent in (None, n)]
+    if agent is not None and not found:
+        raise Blocked(f"{agent} is not in {env}.")
+    return found
+
+
+def conversation_tests(source: AgentSource) -> list[TestResult]:
+    """Run the agent's ``tests/*.yaml`` against its flows (no network, no model)."""
+    from stageline.conversation import run_tests
+
+    return run_tests({p: source.read(p) for p in source.modes if p.endswith((".yaml", ".yml"))
+                      and source.modes[p] in ("100644", "100755")})
+
+
+def _validated(ws: Workspace, agent: str, env: str, tree: str, target: str) -> AgentSource:
+    """The agent's files, when they pass validation for ``target``; else exit 1."""
+    source = committed_source(ws, tree)
+    problems = errors(findings(ws, agent, source, target))
     if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise CheckFailed(f"{agent} in {env} is not valid: {problems[0]}{more}; fix it in "
-                          "development and run 'stageline validate'.")
+        listed = "; ".join(p.text(agent) for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckFailed(f"{agent} in {env} is not valid for {target}: {listed}{more}; "
+                          f"see 'stageline validate {agent} --env {env}'.")
+    return source
 
 
 def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
@@ -131,7 +222,7 @@ def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Outcome:
                       f"{agent}' first.")
     if ws.tree("staging", agent) == dev:
         return Outcome(None, f"staging already equals development for {agent}; nothing to do.")
-    _validated(ws, agent, "development", dev)
+    _validated(ws, agent, "development", dev, "staging")
     changes: dict[str, Entry | None] = {
         env_dir("staging", agent): Entry(TREE_MODE, dev),
         approval_path(agent): None,
@@ -156,7 +247,7 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Outcome:
     if ws.policy.separation_of_duties and approval.marked_by == actor.id:
         raise PermissionDenied(f"{actor.id} marked this staging tree of {agent} ready and may not "
                                "also push it to production; another org-admin must.")
-    _validated(ws, agent, "staging", staging)
+    _validated(ws, agent, "staging", staging, "production")
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
     message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent)
     return _commit(ws, actor, changes, message, f"pushed {agent} to production.")
@@ -172,8 +263,17 @@ def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
     if (rules.approval_problem(current, agent, staging) is None
             and isinstance(current, rules.Approval) and current.marked_by == actor.id):
         return Outcome(None, f"{agent} is already Ready for Production; nothing to do.")
+    # QA's gate: the staging content must be valid for staging and pass its conversation
+    # tests; the approval records the tests' summary.
+    source = _validated(ws, agent, "staging", staging, "staging")
+    results = conversation_tests(source)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(results)} conversation tests of {agent} fail "
+                          f"in staging (first: {failed[0].name}); see 'stageline test {agent} "
+                          "--env staging'.")
     marked_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    text = rules.approval_text(agent, staging, actor.id, marked_at)
+    text = rules.approval_text(agent, staging, actor.id, marked_at, passed=len(results))
     changes: dict[str, Entry | None] = {
         approval_path(agent): Entry("100644", ws.store.hash_blob(text.encode())),
     }

@@ -112,6 +112,13 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
+def _tests(status: Any) -> str:
+    """The approval's conversation-test summary: QA sees when an agent has none."""
+    if not status.ready or status.tests_passed is None:
+        return "—"
+    return f"{status.tests_passed}-passed" if status.tests_passed else "none"
+
+
 @cli.command()
 @click.argument("agent", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -134,14 +141,14 @@ def status(g: Globals, agent: str | None, as_json: bool) -> None:
         _emit_json({"agents": [s.to_json() for s in statuses]})
         return
     header = ("AGENT", "DEVELOPMENT", "STAGING", "PRODUCTION", "STG=DEV", "PROD=STG", "READY",
-              "LAST (DEV/STG/PROD)")
+              "TESTS", "LAST (DEV/STG/PROD)")
     rows = [header]
     for s in statuses:
         last = "/".join((s.last[e].actor or "?") if s.last[e] else "—"  # type: ignore[union-attr]
                         for e in ("development", "staging", "production"))
         rows.append((s.name, _short(s.trees["development"]), _short(s.trees["staging"]),
                      _short(s.trees["production"]), _yes(s.staging_equals_development),
-                     _yes(s.production_equals_staging), _yes(s.ready), last))
+                     _yes(s.production_equals_staging), _yes(s.ready), _tests(s), last))
     _print_table(rows)
 
 
@@ -282,6 +289,93 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
             click.echo("no events.")
             return
         _print_table(rows)
+
+
+_ENV = click.option("--env", "env", default="development", show_default=True,
+                    type=click.Choice(["development", "staging", "production"]))
+
+
+@cli.command()
+@click.argument("agent", required=False)
+@_ENV
+@click.option("--worktree", is_flag=True, help="Check the files on disk, not the last commit.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: bool) -> None:
+    """Check agents: schema, references, secrets, settings; exit 1 on errors."""
+    from stageline.actions import agent_sources, findings, open_workspace
+    from stageline.errors import CheckFailed
+
+    ws = open_workspace(g.repo)
+    results = [(name, findings(ws, name, source, env, worktree))
+               for name, source in agent_sources(ws, env, agent, worktree)]
+    errors = sum(1 for _n, fs in results for f in fs if f.severity == "error")
+    warnings = sum(1 for _n, fs in results for f in fs if f.severity == "warning")
+    if as_json:
+        _emit_json({"environment": env, "agents": [
+            {"name": name, "valid": not any(f.severity == "error" for f in fs),
+             "findings": [f.to_json(name) for f in fs]} for name, fs in results]})
+    else:
+        for name, fs in results:
+            for f in fs:
+                click.echo(f.text(name))
+        click.echo(f"{len(results)} agent(s) in {env}: {errors} error(s), "
+                   f"{warnings} warning(s).")
+    if errors:
+        raise CheckFailed(f"{errors} error(s) in {env}; fix them before promoting.")
+
+
+@cli.command("test")
+@click.argument("agent")
+@_ENV
+@click.option("--worktree", is_flag=True, help="Test the files on disk, not the last commit.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write JUnit XML for CI.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | None,
+               as_json: bool) -> None:
+    """Run the agent's conversation tests (tests/*.yaml) against its flows; exit 1 on
+    failure."""
+    from stageline.actions import agent_sources, conversation_tests, open_workspace
+    from stageline.conversation import junit_xml, render_failure
+    from stageline.errors import CheckFailed
+
+    ws = open_workspace(g.repo)
+    ((name, source),) = agent_sources(ws, env, agent, worktree)
+    results = conversation_tests(source)
+    failed = [r for r in results if not r.passed]
+    if junit:
+        with open(junit, "w", encoding="utf-8") as fh:
+            fh.write(junit_xml(name, results))
+    if as_json:
+        _emit_json({"agent": name, "environment": env, "passed": len(results) - len(failed),
+                    "failed": len(failed), "tests": [
+                        {"name": r.name, "file": r.file, "passed": r.passed,
+                         "failures": list(r.failures), "transcript": list(r.transcript)}
+                        for r in results]})
+    else:
+        for r in results:
+            click.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.file}  {r.name}")
+        for r in failed:
+            click.echo("")
+            for line in render_failure(r):
+                click.echo(line)
+        if not results:
+            click.echo(f"{name} has no conversation tests in {env} (tests/*.yaml).")
+        else:
+            click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise CheckFailed(f"{len(failed)} conversation test(s) of {name} failed in {env}.")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["agent", "flow"]), default="agent")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of agent.yaml (or of flow files)."""
+    from stageline.validation import schema_text
+
+    click.echo(schema_text(kind).rstrip("\n"))
 
 
 @cli.group()

@@ -60,6 +60,7 @@ def run_demo(keep: bool, echo: Echo) -> None:
         _developer_edit(clone, work, echo)
         step("alice", "developer", "promote", "billing-support", "--to", "staging")
         step("quinn", "qa", "list", push=False)
+        step("quinn", "qa", "test", "billing-support", "--env", "staging", push=False)
         step("quinn", "qa", "mark-ready", "billing-support")
         step("olga", "org-admin", "promote", "billing-support", "--to", "production")
         step("alice", "developer", "promote", "sales-qualifier", "--to", "production",

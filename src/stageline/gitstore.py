@@ -19,9 +19,9 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -591,10 +591,23 @@ class Store:
             args = ["diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
                     *(["--", *paths] if paths else [])]
             # diff-tree and cat-file run side by side: the two cores share the work.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                diffing = pool.submit(self.run, *args, input=feed.encode())
+            outcome: list[bytes | BaseException] = []
+
+            def diff() -> None:
+                try:
+                    outcome.append(self.run(*args, input=feed.encode()))
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=diff)
+            worker.start()
+            try:
                 objects = self.read_objects([oid for oid, _parents in order])
-                raw = diffing.result()
+            finally:
+                worker.join()
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]
+            raw = outcome[0]
         else:
             objects = self.read_objects([oid for oid, _parents in order])
         changes = _parse_diff_tree(raw)

@@ -27,6 +27,7 @@ class AgentStatus:
     ready: bool
     marked_by: str | None
     last: dict[str, LastAction | None]
+    tests_passed: int | None = None  # the approval's conversation-test summary
 
     @property
     def staging_equals_development(self) -> bool:
@@ -55,6 +56,8 @@ class AgentStatus:
             "production_equals_staging": self.production_equals_staging,
             "ready_for_production": self.ready,
             "marked_by": self.marked_by,
+            "tests": None if self.tests_passed is None else {"passed": self.tests_passed,
+                                                             "failed": 0},
         }
 
 
@@ -100,6 +103,7 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
             ready,
             approval.marked_by if isinstance(approval, rules.Approval) and ready else None,
             {env: last.get((env, name)) for env in ENVIRONMENTS},
+            approval.tests_passed if isinstance(approval, rules.Approval) and ready else None,
         ))
     return result
 

@@ -123,6 +123,7 @@ class Approval:
     staging_tree: str
     marked_by: str
     marked_at: str
+    tests_passed: int | None = None
 
 
 def parse_approval(data: bytes, source: str) -> Approval | str:
@@ -140,7 +141,10 @@ def parse_approval(data: bytes, source: str) -> Approval | str:
             return f"{source} has no {key}"
         fields[key] = value
     marked_at = doc.get("marked_at", "")
-    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], str(marked_at))
+    tests = doc.get("tests")
+    passed = tests.get("passed") if isinstance(tests, dict) else None
+    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], str(marked_at),
+                    passed if isinstance(passed, int) else None)
 
 
 def approval_problem(approval: Approval | str | None, agent: str, staging_tree: str | None) -> \
@@ -160,9 +164,10 @@ def approval_problem(approval: Approval | str | None, agent: str, staging_tree: 
     return None
 
 
-def approval_text(agent: str, staging_tree: str, marked_by: str, marked_at: str) -> str:
+def approval_text(agent: str, staging_tree: str, marked_by: str, marked_at: str,
+                  passed: int = 0) -> str:
     return (f"agent: {agent}\nstaging_tree: {staging_tree}\nmarked_by: {marked_by}\n"
-            f"marked_at: {marked_at}\n")
+            f"marked_at: {marked_at}\ntests: {{passed: {passed}, failed: 0}}\n")
 
 
 # -- judging pushed commits (the server's rules, §7) ------------------------------

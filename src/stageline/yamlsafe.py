@@ -27,6 +27,8 @@ class _StrictLoader(_Base):  # type: ignore[misc]
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *anchor``: merged keys may be overridden, as YAML allows
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
@@ -42,16 +44,35 @@ class _StrictLoader(_Base):  # type: ignore[misc]
         return super().construct_mapping(node, deep=deep)
 
 
+Lines = dict[tuple[Any, ...], int]
+
+
 def load(data: bytes, source: str) -> Any:
     """Parse one YAML document; raise ``YamlError`` naming ``source`` on any problem."""
+    return _parse(data, source, with_lines=False)[0]
+
+
+def load_with_lines(data: bytes, source: str) -> tuple[Any, Lines]:
+    """``load``, plus the 1-based line of every value by its path of keys and indices
+    (``("model", "temperature")``), for messages such as ``agent.yaml:3``."""
+    return _parse(data, source, with_lines=True)
+
+
+def _parse(data: bytes, source: str, with_lines: bool) -> tuple[Any, Lines]:
     if len(data) > MAX_BYTES:
         raise YamlError(f"{source} is larger than {MAX_BYTES // (1024 * 1024)} MB.")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise YamlError(f"{source} is not UTF-8 text.") from None
+    lines: Lines = {}
     try:
-        value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            value = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -59,7 +80,26 @@ def load(data: bytes, source: str) -> Any:
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise YamlError(f"{source} is not valid YAML: {type(exc).__name__}.") from None
     _check_size(value, source)
-    return value
+    if with_lines and node is not None:
+        _collect_lines(node, (), lines)
+    return value, lines
+
+
+def _collect_lines(root: Any, path: tuple[Any, ...], lines: Lines) -> None:
+    # Iterative, bounded like _check_size: aliases can make the graph huge.
+    stack = [(root, path)]
+    budget = MAX_NODES
+    while stack and budget > 0:
+        node, where = stack.pop()
+        budget -= 1
+        lines.setdefault(where, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                stack.append((value_node, (*where, key)))
+                lines.setdefault((*where, key), key_node.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*where, i)) for i, item in enumerate(node.value))
 
 
 def _check_size(value: Any, source: str) -> None:
