@@ -221,14 +221,26 @@ def test_rollback_is_accepted_by_the_hook_and_verify(tmp_path: Path) -> None:
     assert sl(None, "hook", "install", str(server)).code == OK
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(server), str(work))
-    base = git(work, "rev-parse", "HEAD")
-    release(work, "v1\n")
-    release(work, "v2\n")
+
+    def pushed(member: str) -> None:
+        git(work, "push", "-q", "origin", "HEAD:refs/heads/main", env={"REMOTE_USER": member})
+
+    for text in ("v1\n", "v2\n"):
+        (work / DEV / "prompts/system.md").write_text(text)
+        commit_all(work, "alice", f"Prompt {text.strip()}")
+        pushed("alice")
+        for member, args in [("alice", ("promote", "support-bot", "--to", "staging")),
+                             ("quinn", ("mark-ready", "support-bot")),
+                             ("olga", ("promote", "support-bot", "--to", "production"))]:
+            assert sl(work, *args, actor=member).code == OK
+            pushed(member)
+    before = git(work, "rev-parse", "HEAD")
     assert sl(work, "rollback", "support-bot", actor="olga").code == OK
-    assert sl(work, "verify", "--range", f"{base}..HEAD", "--pusher", "sam").code == OK
-    result = sl(work, "verify", "--range", f"{base}..HEAD", "--pusher", "alice")
+    assert sl(work, "verify", "--range", f"{before}..HEAD", "--pusher", "omar").code == OK
+    result = sl(work, "verify", "--range", f"{before}..HEAD", "--pusher", "alice")
     assert result.code == CHECK_FAILED
     assert "may not roll production back" in result.out
-    # sam holds every role and marked nothing ready: the releases and the rollback go in
-    git(work, "push", "-q", "origin", "HEAD:refs/heads/main", env={"REMOTE_USER": "sam"})
+    pushed("omar")
     assert git(server, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
+    assert git(server, "rev-parse", f"main:{PRD}/prompts/system.md") == \
+        git(server, "rev-parse", f"main~4:{PRD}/prompts/system.md")

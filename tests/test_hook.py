@@ -273,7 +273,7 @@ def test_case_variant_of_protected_branch_is_protected(clone: Path, server: Path
     (clone / STG).mkdir(parents=True)
     (clone / STG / "agent.yaml").write_text("fake\n")
     commit_all(clone, "olga", "Fake staging")
-    rejected(clone, server, "olga", "exact copy", "HEAD:refs/heads/MAIN")
+    rejected(clone, server, "olga", "differs only in case", "HEAD:refs/heads/MAIN")
 
 
 def test_approval_for_an_older_staging_tree(clone: Path, server: Path) -> None:

@@ -49,6 +49,10 @@ def test_valid_policy_is_parsed() -> None:
     (b"organization: acme\nseparation_of_duties: maybe\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "separation_of_duties"),
     (b"\xff\xfe", "not UTF-8"),
+    (b"organization: acme\nprotected_branches: ['release/*']\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "is not a branch name"),
+    (b"organization: acme\nidentity: {env: [GIT_PUSH_OPTION_0]}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "can come from the pushing client"),
 ])
 def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
     with pytest.raises(PolicyError) as info:
@@ -56,6 +60,12 @@ def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
     assert says in info.value.message
     assert info.value.code == REPOSITORY
     assert "\n" not in info.value.message
+
+
+def test_full_ref_names_mean_the_branch() -> None:
+    policy = parse_policy(VALID.replace(b"[main, Release]", b"[refs/heads/main]"))
+    assert policy.protected_branches == ("main",)
+    assert policy.is_protected("refs/heads/main")
 
 
 def test_yaml_bomb_is_refused() -> None:

@@ -113,8 +113,9 @@ def test_reads_the_committed_state_not_the_work_tree(org: Path) -> None:
 
 def test_production_needs_the_current_approval(ready_org: Path) -> None:
     approval = git(ready_org, "show", "HEAD:approvals/support-bot.yaml")
-    assert f"staging_tree: {tree(ready_org, 'HEAD', STG)}" in approval
-    assert "marked_by: quinn" in approval
+    assert f'staging_tree: "{tree(ready_org, "HEAD", STG)}"' in approval
+    assert 'marked_by: "quinn"' in approval
+    assert "tests: {passed: 0, failed: 0}" in approval
     # a new promotion to staging makes the approval stale: it is deleted with it
     (ready_org / DEV / "prompts/system.md").write_text("v2\n")
     commit_all(ready_org, "alice", "v2")

@@ -33,6 +33,9 @@ BLOB_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 JOURNAL_NAME = "stageline-pending.json"
+# Every git call reads the objects as they are: a replace ref (refs/replace/...) would
+# otherwise let a push show the checks a decoy in place of what it really brings.
+GIT = ("git", "--no-replace-objects")
 _OID_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -193,7 +196,7 @@ class Store:
         if not os.path.isdir(where):
             raise RepositoryError(f"{where} is not a directory; pass --repo with a Git repository.")
         proc = subprocess.run(
-            ["git", "rev-parse", "--absolute-git-dir", "--is-bare-repository",
+            [*GIT, "rev-parse", "--absolute-git-dir", "--is-bare-repository",
              "--show-object-format"],
             cwd=where, capture_output=True, text=True,
         )
@@ -203,7 +206,7 @@ class Store:
         work_tree: Path | None = None
         if bare != "true":
             top = subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True
+                [*GIT, "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True
             )
             if top.returncode == 0 and top.stdout.strip():
                 work_tree = Path(top.stdout.strip())
@@ -238,7 +241,7 @@ class Store:
             full_env = dict(os.environ)
             full_env.update(env)
         proc = subprocess.run(
-            ["git", "--literal-pathspecs", *args],
+            [*GIT, "--literal-pathspecs", *args],
             cwd=self._cwd, input=input, capture_output=True, env=full_env,
         )
         if check and proc.returncode != 0:
@@ -247,14 +250,14 @@ class Store:
 
     def succeeds(self, *args: str) -> bool:
         """Run a git command whose exit status is the answer."""
-        proc = subprocess.run(["git", "--literal-pathspecs", *args], cwd=self._cwd,
+        proc = subprocess.run([*GIT, "--literal-pathspecs", *args], cwd=self._cwd,
                               capture_output=True)
         return proc.returncode == 0
 
     def _proc(self, name: str, argv: list[str]) -> _BatchProcess:
         current: _BatchProcess | None = getattr(self, name)
         if current is None:
-            current = _BatchProcess(["git", *argv], self._cwd)
+            current = _BatchProcess([*GIT, *argv], self._cwd)
             setattr(self, name, current)
         return current
 
@@ -474,7 +477,7 @@ class Store:
     def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> None:
         """Compare-and-swap: move ``ref`` from ``old`` (None: must not exist) to ``new``."""
         proc = subprocess.run(
-            ["git", "update-ref", "-m", reason, ref, new, old or self.null_oid],
+            [*GIT, "update-ref", "-m", reason, ref, new, old or self.null_oid],
             cwd=self._cwd, capture_output=True, text=True,
         )
         if proc.returncode == 0:

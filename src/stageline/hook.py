@@ -110,10 +110,10 @@ class Enforcer:
         policy differs, by that one too: a branch cannot carry rules of its own
         that grant more than the organization's.
         """
-        if not update.ref.startswith("refs/heads/") and not force_protected:
-            return []
         _default_ref, default_tip = self.default_branch()
         default_policy = self.policy_at(default_tip)
+        if not update.ref.startswith("refs/heads/") and not force_protected:
+            return self._other_ref_check(update, default_policy)
         governing = self.policy_at(update.old) if update.old else default_policy
         protected = force_protected or any(
             isinstance(p, Policy) and p.is_protected(update.ref)
@@ -151,7 +151,15 @@ class Enforcer:
                 return [problem]
             commits = self.store.walk([update.new, "--not", update.old])
         else:
-            commits = self.store.walk([update.new, "--not", "--branches"])
+            twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()),
+                        None)
+            if twin is not None:
+                return [Violation(None, None, f"{branch} differs only in case from the existing "
+                                              f"branch {short_ref(twin)}",
+                                  f"push to {short_ref(twin)} itself")]
+            # A new protected branch brings every commit that no protected branch holds
+            # yet, even those already on unchecked branches of the server.
+            commits = self.store.walk([update.new, "--not", *self.protected_tips(policies)])
         violations: list[Violation] = []
         for policy in policies:
             pusher = policy.member(who) if who else None
@@ -159,17 +167,40 @@ class Enforcer:
                            if v not in violations]
         return violations
 
+    def protected_tips(self, policies: Sequence[Policy]) -> list[str]:
+        """The tips of the server's branches that a policy protects."""
+        return [tip for ref, tip in self.store.branches().items()
+                if any(p.is_protected(ref) for p in policies)]
+
+    def _other_ref_check(self, update: RefUpdate,
+                         default_policy: Policy | str | None) -> list[Violation]:
+        """Refs other than branches pass, unless they can change what a branch shows."""
+        if update.ref.startswith("refs/replace/"):
+            return [Violation(None, None, "replace refs are refused: they change what every "
+                                          "git command on the server reads",
+                              "push the commits themselves")]
+        last = update.ref.rsplit("/", 1)[-1].lower()
+        if isinstance(default_policy, Policy) and update.new is not None and any(
+                last == b.lower() for b in default_policy.protected_branches):
+            return [Violation(None, None, f"{update.ref} is named like the protected branch "
+                                          f"{last}, which git would read in its place",
+                              "choose another name")]
+        return []
+
     def _unprotected_check(self, update: RefUpdate, env: Mapping[str, str] | None,
                            branch: str) -> list[Violation]:
         """A branch no policy on the server protects may not make itself protected."""
         if update.new is None:
             return []
         proposed = self.policy_at(update.new)
+        bootstrapping = env is not None and self.bootstrapping()
         if proposed is None or (isinstance(proposed, Policy)
                                 and not proposed.is_protected(update.ref)):
             return []
-        if env is not None and self.bootstrapping():
-            return self._bootstrap_check(update, proposed, env)
+        if isinstance(proposed, str) and not bootstrapping:
+            return []  # a draft policy on a working branch protects nothing
+        if bootstrapping:
+            return self._bootstrap_check(update, proposed, env or {})
         return [Violation(update.new, POLICY_FILE,
                           f"the pushed stageline.yaml protects {branch}, which the server's "
                           "policy does not",
@@ -260,7 +291,7 @@ class Enforcer:
                                 for a in agents.get("production", ())}
             facts.append(rules.CommitFacts(
                 c.oid, len(c.parents), c.author_email, c.trailers, changes, trees, approvals,
-                policy_blob, restored, restore_problem))
+                policy_blob, restored, restore_problem, _unfindable(c, trees, approvals)))
         return facts
 
     def _restore_problem(self, commit: CommitInfo, target: str, chain: set[str]) -> str | None:
@@ -271,6 +302,23 @@ class Enforcer:
             return (f"{rules.RESTORES_TRAILER} {target[:12]} is not an earlier state of the "
                     "branch")
         return None
+
+
+def _unfindable(commit: CommitInfo, trees: dict[tuple[str, str], str | None],
+                approvals: dict[str, rules.Approval | str | None]) -> tuple[str, ...]:
+    """Paths the diff says the commit holds but a lookup by path cannot find: a tree
+    whose entries are out of order, which the checks must not be fooled by."""
+    missing = []
+    for change in commit.changes:
+        if is_null_oid(change.new_oid):
+            continue
+        area = rules.classify(change.path)
+        lost_tree = area.kind == "env" and trees.get((area.env or "", area.agent or ""),
+                                                     "") is None
+        lost_approval = area.kind == "approval" and approvals.get(area.agent or "") is None
+        if lost_tree or lost_approval:
+            missing.append(change.path)
+    return tuple(missing)
 
 
 def _needed_trees(agents: dict[str, set[str]]) -> list[tuple[str, str]]:

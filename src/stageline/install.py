@@ -33,6 +33,13 @@ def _targets(repo: str, layout: str) -> list[tuple[str, Path]]:
     return [(hook, git_dir / LAYOUTS[layout].format(hook=hook)) for hook in HOOKS]
 
 
+def _harden(repo: str) -> None:
+    """Have the server check pushed objects: a malformed tree (entries out of order) can
+    make a path lookup and a diff disagree about what a commit contains."""
+    with Store.open(repo) as store:
+        store.run("config", "receive.fsckObjects", "true")
+
+
 def _ours(path: Path) -> bool:
     try:
         return MARKER in path.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
@@ -60,6 +67,8 @@ def install(repo: str, layout: str = "plain") -> str:
         tmp.chmod(0o755)
         os.replace(tmp, target)
         done.append(f"installed {target}{note}")
+    _harden(repo)
+    done.append("set receive.fsckObjects=true")
     return "\n".join(done)
 
 

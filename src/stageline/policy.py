@@ -74,6 +74,13 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     if (not isinstance(branches, list) or not branches
             or not all(isinstance(b, str) and b.strip() for b in branches)):
         raise PolicyError(f"{source}: protected_branches must be a non-empty list of branch names.")
+    # "refs/heads/main" means main; a pattern or another kind of ref would protect nothing.
+    branches = [b.strip().removeprefix("refs/heads/") for b in branches]
+    for branch in branches:
+        if branch.startswith("refs/") or any(c in branch for c in "*?[\\ ~^:") or \
+                branch.endswith((".lock", "/")) or ".." in branch:
+            raise PolicyError(f"{source}: {branch!r} is not a branch name; list branches "
+                              "by name, such as main.")
     members = _members(doc.get("members"), source)
     separation = doc.get("separation_of_duties", True)
     if not isinstance(separation, bool):
@@ -86,6 +93,10 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
                 or not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)
                            for v in env_list)):
             raise PolicyError(f"{source}: identity.env must be a non-empty list of variable names.")
+        client_set = [v for v in env_list if v.upper().startswith("GIT_")]
+        if client_set:
+            raise PolicyError(f"{source}: identity.env may not name {client_set[0]}: GIT_* "
+                              "variables can come from the pushing client.")
         identity_env = tuple(env_list)
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
                   identity_env)

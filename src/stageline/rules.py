@@ -7,6 +7,7 @@ is written once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,15 @@ class Area:
     reason: str | None = None
 
 
+_RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE)
+
+
 def classify(path: str) -> Area:
     parts = path.split("/")
+    folded = parts[0].lower()
+    if folded in _RESERVED and parts[0] != folded:
+        # On a case-insensitive checkout (macOS, Windows) Environments/ is environments/.
+        return Area("invalid", reason=f"{parts[0]!r} differs only in case from {folded!r}")
     if parts[0] == ENV_ROOT:
         if len(parts) < 4:
             return Area("invalid", reason=f"only agent directories may be under {ENV_ROOT}/ "
@@ -112,7 +120,7 @@ def classify(path: str) -> Area:
         return Area("policy")
     if parts[0] == "settings":
         return Area("settings")
-    if path in CI_FILES or any(path.startswith(p) for p in CI_PATHS):
+    if path.lower() in CI_FILES or any(path.lower().startswith(p) for p in CI_PATHS):
         return Area("ci")
     return Area("other")
 
@@ -166,8 +174,10 @@ def approval_problem(approval: Approval | str | None, agent: str, staging_tree: 
 
 def approval_text(agent: str, staging_tree: str, marked_by: str, marked_at: str,
                   passed: int = 0) -> str:
-    return (f"agent: {agent}\nstaging_tree: {staging_tree}\nmarked_by: {marked_by}\n"
-            f"marked_at: {marked_at}\ntests: {{passed: {passed}, failed: 0}}\n")
+    # Quoted: ids such as 2024, yes or null must stay text when read back.
+    q = json.dumps
+    return (f"agent: {q(agent)}\nstaging_tree: {q(staging_tree)}\nmarked_by: {q(marked_by)}\n"
+            f"marked_at: {q(marked_at)}\ntests: {{passed: {passed}, failed: 0}}\n")
 
 
 # -- judging pushed commits (the server's rules, §7) ------------------------------
@@ -223,6 +233,7 @@ class CommitFacts:
     policy_blob: bytes | None = None
     restored: dict[str, str | None] | None = None
     restore_problem: str | None = None
+    unfindable: tuple[str, ...] = ()
 
 
 def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
@@ -259,6 +270,11 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
     if author is None:
         bad(None, f"the author {facts.author_email} is not a member of {policy.organization}",
             "commit with the email stageline.yaml lists for you")
+        return out
+    for path in facts.unfindable:
+        bad(path, "the commit's tree is malformed (git cannot look this path up), so it "
+                  "cannot be checked", "recreate the commit with a standard git client")
+    if facts.unfindable:
         return out
     people = [author] + ([pusher] if pusher is not None and pusher.id != author.id else [])
     merge = facts.parents > 1
@@ -321,7 +337,7 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
         for agent in sorted(agents.get("production", ())):
             _judge_production(facts, agent, author, pusher, policy, bad)
         for agent in sorted(agents.get("approval", ())):
-            _judge_approval(facts, agent, author, agents, bad)
+            _judge_approval(facts, agent, author, pusher, agents, bad)
     _judge_trailers(facts, author, bad)
     return out
 
@@ -383,7 +399,7 @@ def _judge_production(facts: CommitFacts, agent: str, author: Member, pusher: Me
                 return
 
 
-def _judge_approval(facts: CommitFacts, agent: str, author: Member,
+def _judge_approval(facts: CommitFacts, agent: str, author: Member, pusher: Member | None,
                     agents: dict[str, set[str]], bad: Any) -> None:
     path = f"{APPROVALS}/{agent}.yaml"
     approval = facts.approvals.get(agent)
@@ -401,6 +417,11 @@ def _judge_approval(facts: CommitFacts, agent: str, author: Member,
     if approval.marked_by != author.id:
         bad(path, f"the approval says it was marked by {approval.marked_by}, but its author is "
                   f"{author.id}", f"QA runs 'stageline mark-ready {agent}' themself")
+    elif pusher is not None and approval.marked_by != pusher.id:
+        # The author email is the committer's word; the pusher is the server's. Without this,
+        # a member could approve in a colleague's name and then ship it themself.
+        bad(path, f"the approval marked by {approval.marked_by} is pushed by {pusher.id}",
+            f"{approval.marked_by} pushes their own approval")
     if approval.staging_tree != facts.trees.get(("staging", agent)):
         bad(path, "the approval is not for the staging tree of the same commit",
             f"QA runs 'stageline mark-ready {agent}' on the current staging")
