@@ -161,7 +161,11 @@ def test_transfer_says_text_records_target_and_ends() -> None:
 
 def test_transfer_and_end_without_text_say_nothing() -> None:
     flow = flow_of("""
-        a: {type: collect, variable: v, prompt: "?", transitions: [{keyword: x, to: t}, {default: true, to: e}]}
+        a:
+          type: collect
+          variable: v
+          prompt: "?"
+          transitions: [{keyword: x, to: t}, {default: true, to: e}]
         t: {type: transfer, target: elsewhere}
         e: {type: end}
     """)
@@ -461,7 +465,7 @@ def test_integer_values_compare_as_text() -> None:
     ("tests: [{user: hi}]\nturns: [{user: hi}]", "unknown key 'tests'"),
     ("turns: [{user: yes}]", "quote it"),
     ("turns: [{expect: {node: identify}}]", "user is missing"),
-    ("turns: [{user: hi, expect: {say_matches: '(['}]", "not a valid regular expression"),
+    ("turns: [{user: hi, expect: {say_matches: '(['}}]", "say_matches '([' is not a valid"),
     ("turns: [{user: hi, expect: {end: maybe}}]", "end must be true or false"),
     ("turns: [{user: hi, expect: {variables: {v: yes}}}]", "quote it"),
     ("turns: [{user: hi, expect: [node, identify]}]", "must be a mapping of expectations"),
