@@ -291,3 +291,75 @@ def test_promotion_cost_does_not_read_other_agents(tmp_path: Path) -> None:
     dev_agent = tree(repo, "HEAD~1", DEV)
     assert dev_agent not in read
     assert len(read) <= 4
+
+
+def test_promotion_resolves_settings_in_the_target_environment(org: Path) -> None:
+    (org / "settings").mkdir()
+    (org / "settings/development.yaml").write_text("CRM_URL: https://crm.dev.test\n")
+    commit_all(org, "olga", "Development settings")
+    agent = org / DEV / "agent.yaml"
+    agent.write_text(agent.read_text() + "integrations:\n  - {name: crm, type: http, "
+                     "url: '${settings.CRM_URL}/leads'}\n")
+    commit_all(org, "alice", "Use the CRM")
+    assert sl(org, "validate", "support-bot").code == OK
+    result = sl(org, "promote", "support-bot", "--to", "staging", actor="alice")
+    assert result.code == CHECK_FAILED
+    assert "support-bot/agent.yaml:6: error: ${settings.CRM_URL} is not defined in " \
+           "settings/staging.yaml" in result.err
+    (org / "settings/staging.yaml").write_text("CRM_URL: https://crm.staging.test\n")
+    commit_all(org, "olga", "Staging settings")
+    assert sl(org, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+
+
+def _conversation_test(repo: Path, expected_node: str) -> None:
+    flow = repo / DEV / "flows/main.yaml"
+    flow.parent.mkdir(exist_ok=True)
+    flow.write_text("start: ask\nnodes:\n  ask:\n    type: collect\n    variable: topic\n"
+                    "    prompt: What is it about?\n    transitions:\n"
+                    "      - {keyword: refund, to: handoff}\n      - {default: true, to: bye}\n"
+                    "  handoff: {type: transfer, target: billing, text: Connecting you.}\n"
+                    "  bye: {type: end, text: Bye.}\n")
+    agent = repo / DEV / "agent.yaml"
+    agent.write_text(agent.read_text() + "variables: {topic: {type: string}}\n"
+                     "flows: [flows/main.yaml]\n")
+    (repo / DEV / "tests").mkdir(exist_ok=True)
+    (repo / DEV / "tests/refund.yaml").write_text(
+        "name: Refunds go to billing\nturns:\n  - user: I want a refund\n"
+        f"    expect: {{node: {expected_node}, transfer: billing}}\n")
+    commit_all(repo, "alice", "Flow and test")
+
+
+def test_test_command_and_junit(org: Path, tmp_path: Path) -> None:
+    _conversation_test(org, "handoff")
+    report = tmp_path / "junit.xml"
+    result = sl(org, "test", "support-bot", "--junit", str(report))
+    assert result.code == OK, result.out
+    assert "PASS  tests/refund.yaml  Refunds go to billing" in result.out
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(report).getroot()
+    assert suite.get("tests") == "1" and suite.get("failures") == "0"
+    data = json.loads(sl(org, "test", "support-bot", "--json").out)
+    assert data["passed"] == 1 and data["failed"] == 0
+
+
+def test_mark_ready_is_gated_by_the_conversation_tests(org: Path) -> None:
+    _conversation_test(org, "bye")  # wrong: a refund is transferred
+    assert sl(org, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    before = git(org, "rev-parse", "HEAD")
+    result = sl(org, "mark-ready", "support-bot", actor="quinn")
+    assert result.code == CHECK_FAILED
+    assert "1 of 1 conversation tests of support-bot fail" in result.err
+    assert git(org, "rev-parse", "HEAD") == before
+    failing = sl(org, "test", "support-bot", "--env", "staging")
+    assert failing.code == CHECK_FAILED
+    assert "user: I want a refund" in failing.out
+    assert "bye" in failing.out
+    (org / DEV / "tests/refund.yaml").write_text(
+        (org / DEV / "tests/refund.yaml").read_text().replace("node: bye", "node: handoff"))
+    commit_all(org, "alice", "Fix the test")
+    assert sl(org, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    assert sl(org, "mark-ready", "support-bot", actor="quinn").code == OK
+    assert "tests: {passed: 1, failed: 0}" in git(org, "show", "HEAD:approvals/support-bot.yaml")
+    status = json.loads(sl(org, "status", "--json").out)["agents"][0]
+    assert status["tests"] == {"passed": 1, "failed": 0}

@@ -201,7 +201,7 @@ def _validated(ws: Workspace, agent: str, env: str, tree: str, target: str) -> A
         listed = "; ".join(p.text(agent) for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckFailed(f"{agent} in {env} is not valid for {target}: {listed}{more}; "
-                          f"see 'stageline validate {agent} --env {env}'.")
+                          f"fix the agent, or the values in {settings_path(target)}.")
     return source
 
 
