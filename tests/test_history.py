@@ -244,3 +244,23 @@ def test_rollback_is_accepted_by_the_hook_and_verify(tmp_path: Path) -> None:
     assert git(server, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
     assert git(server, "rev-parse", f"main:{PRD}/prompts/system.md") == \
         git(server, "rev-parse", f"main~4:{PRD}/prompts/system.md")
+
+
+def test_audit_log_cache_gives_the_same_log(org: Path) -> None:
+    release(org, "v1\n")
+    first = sl(org, "log", "--format", "jsonl").out
+    cache = org / ".git/stageline-audit-cache.jsonl"
+    assert cache.exists()
+    assert sl(org, "log", "--format", "jsonl").out == first
+    release(org, "v2\n")  # only the new commits are diffed; the log is still complete
+    second = sl(org, "log", "--format", "jsonl").out.splitlines()
+    assert second[3:] == first.splitlines()
+    cache.write_text(cache.read_text() + '{"c": "cut short by a cra')
+    assert sl(org, "log", "--format", "jsonl").out.splitlines() == second
+    # the actor follows the current policy, not the cached one
+    policy = org / "stageline.yaml"
+    policy.write_text(policy.read_text().replace("quinn:", "quinn-renamed:"))
+    commit_all(org, "olga", "Rename quinn")
+    actors = {json.loads(line)["actor"] for line in sl(org, "log", "--format", "jsonl")
+              .out.splitlines() if json.loads(line)["action"] == "mark-ready"}
+    assert actors == {"quinn-renamed"}

@@ -120,11 +120,13 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
         paths += [f"{APPROVALS}/{agent}.yaml", POLICY_FILE]
     else:
         paths = [*AUDITED, ENV_ROOT + "/development"]
-    args = ["--first-parent", ws.head]
-    if since is not None:
-        args.insert(0, f"--since={int(since.timestamp())}")
-    commits = ws.store.walk(args, paths, prune=True)
-    events = _events(ws, commits)
+    if agent:
+        args = ["--first-parent", ws.head]
+        if since is not None:
+            args.insert(0, f"--since={int(since.timestamp())}")
+        events = _events(ws, ws.store.walk(args, paths, prune=True))
+    else:
+        events = _organization_events(ws, paths)
     pushers = _pushers(ws, push_log) if push_log else {}
     result = []
     for event in events:
@@ -139,6 +141,82 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
         result.append(Event(event.commit, event.time, event.action, event.agent, event.actor,
                             event.tree, pushers.get(event.commit), event.details))
     return result
+
+
+CACHE_NAME = "stageline-audit-cache.jsonl"
+CACHE_CHUNK = 20000  # commit ids per rev-list command line (well under ARG_MAX)
+
+
+def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
+    """The whole organization's events, from a cache of per-commit events kept in the
+    repository's git directory.
+
+    What a commit changed against its first parent never changes, so each commit is
+    diffed once; later runs diff only the commits that came since. The actor is
+    worked out again at each run from the author's email, as the policy may change.
+    A cache that cannot be read or written is simply not used.
+    """
+    path = ws.store.git_dir / CACHE_NAME
+    cache = _read_cache(path)
+    chain = ws.store.first_parent_chain(ws.head)
+    missing = [oid for oid in chain if oid not in cache]
+    for start in range(0, len(missing), CACHE_CHUNK):
+        chunk = missing[start:start + CACHE_CHUNK]
+        if chunk == chain[start:start + len(chunk)]:
+            # The usual case: the newest commits of the branch are the new ones.
+            revs = ["--first-parent", f"--skip={start}", f"--max-count={len(chunk)}", ws.head]
+        else:
+            revs = ["--no-walk=unsorted", *chunk]
+        commits = ws.store.walk(revs, paths, prune=True)
+        found: dict[str, list[dict[str, Any]]] = {oid: [] for oid in chunk}
+        authors = {c.oid: c for c in commits}
+        for event in _events(ws, commits):
+            commit = authors[event.commit]
+            record = event.to_json()
+            record.update(email=commit.author_email,
+                          claimed=commit.trailers.get(rules.ACTOR_TRAILER))
+            found[event.commit].append(record)
+        cache.update(found)
+        _append_cache(path, found)
+    events = []
+    for oid in chain:
+        for record in cache[oid]:
+            member = ws.policy.member_by_email(record.get("email") or "")
+            claimed = record.get("claimed")
+            actor = member.id if member else (claimed if claimed and "\n" not in claimed
+                                               else None)
+            details = {k: v for k, v in record.items() if k == "restores"}
+            events.append(Event(oid, record["time"], record["action"], record.get("agent"),
+                                actor, record.get("tree"), None, details))
+    return events
+
+
+def _read_cache(path: Path) -> dict[str, list[dict[str, Any]]]:
+    cache: dict[str, list[dict[str, Any]]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return cache
+    for line in lines:
+        try:
+            record = json.loads(line)
+            oid, events = record["c"], record["e"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash: that commit is diffed again
+        if isinstance(oid, str) and isinstance(events, list) and all(
+                isinstance(e, dict) and {"time", "action"} <= set(e) for e in events):
+            cache[oid] = events
+    return cache
+
+
+def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
+    data = "".join(json.dumps({"c": oid, "e": events}, sort_keys=True) + "\n"
+                   for oid, events in found.items())
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(data)
+    except OSError:
+        pass  # a read-only repository: the log works, only not faster next time
 
 
 def _events(ws: Workspace, commits: Sequence[CommitInfo]) -> list[Event]:
