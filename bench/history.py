@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from gen_org import generate  # noqa: E402
 
-
 CACHE = "stageline-audit-cache.jsonl"
 
 
