@@ -119,12 +119,12 @@ class AgentSource:
     modes: dict[str, str]
     read: Callable[[str], bytes]
 
-    def contents(self) -> dict[str, bytes]:
-        return {path: self.read(path) for path in self.modes}
-
 
 def committed_source(ws: Workspace, tree: str) -> AgentSource:
-    listing = ws.store.files(tree)
+    return _source_of(ws, ws.store.files(tree))
+
+
+def _source_of(ws: Workspace, listing: list[tuple[str, str, str]]) -> AgentSource:
     oids = {path: oid for _mode, oid, path in listing}
     return AgentSource({path: mode for mode, _oid, path in listing},
                        lambda path: ws.store.read_blob(oids[path]))
@@ -176,10 +176,19 @@ def agent_sources(ws: Workspace, env: str, agent: str | None,
         names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
         found = [(n, worktree_source(base / n)) for n in names if agent in (None, n)]
     else:
-        tree = ws.store.tree_at(ws.head, f"{ENV_ROOT}/{env}")
-        entries = ws.store.read_tree(tree) if tree else {}
-        found = [(n, committed_source(ws, e.oid)) for n, e in sorted(entries.items())
-                 if e.is_tree and agent in (None, n)]
+        # One listing of the whole environment, not one per agent.
+        where = f"{ENV_ROOT}/{env}" + (f"/{agent}" if agent else "")
+        tree = ws.store.tree_at(ws.head, where)
+        listing = ws.store.files(tree) if tree else []
+        if agent:
+            found = [(agent, _source_of(ws, listing))] if tree else []
+        else:
+            by_agent: dict[str, list[tuple[str, str, str]]] = {}
+            for mode, oid, path in listing:
+                name, _, rest = path.partition("/")
+                if rest:  # files directly in environments/<env>/ are no agents
+                    by_agent.setdefault(name, []).append((mode, oid, rest))
+            found = [(n, _source_of(ws, files)) for n, files in sorted(by_agent.items())]
     if agent is not None and not found:
         raise Blocked(f"{agent} is not in {env}.")
     return found

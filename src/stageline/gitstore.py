@@ -324,14 +324,6 @@ class Store:
             pos = nul + 1 + raw_len
         return entries
 
-    def entry_at(self, commit: str, path: str) -> Entry | None:
-        """The entry at ``path`` in a commit's tree (mode and oid), or None."""
-        parent, _, name = path.rpartition("/")
-        tree = self.tree_at(commit, parent) if parent else self.commit_tree_oid(commit)
-        if tree is None:
-            return None
-        return self.read_tree(tree).get(name)
-
     def tree_at(self, commit: str, path: str) -> str | None:
         """The tree id of directory ``path`` in ``commit``, or None."""
         info = self.object_info(f"{commit}:{path}")

@@ -52,18 +52,3 @@ def references(text: str) -> list[tuple[str, int]]:
     """``(NAME, line)`` of every ``${settings.NAME}`` in a text."""
     return [(m.group(1), text.count("\n", 0, m.start()) + 1)
             for m in REFERENCE_RE.finditer(text)]
-
-
-def resolve(value: Any, settings: dict[str, Any]) -> Any:
-    """``value`` with every ``${settings.NAME}`` replaced (nested mappings and lists too);
-    unknown names are left as they are."""
-    if isinstance(value, str):
-        whole = REFERENCE_RE.fullmatch(value)
-        if whole and whole.group(1) in settings:
-            return settings[whole.group(1)]
-        return REFERENCE_RE.sub(lambda m: str(settings.get(m.group(1), m.group(0))), value)
-    if isinstance(value, dict):
-        return {k: resolve(v, settings) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, settings) for v in value]
-    return value
