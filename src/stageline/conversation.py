@@ -103,7 +103,7 @@ from fractions import Fraction
 from typing import Any
 
 from stageline import yamlsafe
-from stageline.layout import AGENT_FILE
+from stageline.layout import AGENT_FILE, inside_agent
 
 TESTS_DIR = "tests"
 MAX_STEPS = 100
@@ -151,16 +151,6 @@ class Agent:
     nodes: Mapping[str, Any]
 
 
-def _inside(ref: object) -> str | None:
-    """A reference normalised to a path inside the agent directory, or None."""
-    if not isinstance(ref, str) or not ref or ref.startswith("/") or "\\" in ref:
-        return None
-    norm = posixpath.normpath(ref)
-    if norm.startswith("../") or norm in ("..", "."):
-        return None
-    return norm
-
-
 def load_agent(files: Mapping[str, bytes]) -> Agent | str:
     """The agent of an agent directory's files, or why it cannot be run (one sentence)."""
     data = files.get(AGENT_FILE)
@@ -181,7 +171,7 @@ def load_agent(files: Mapping[str, bytes]) -> Agent | str:
     flows = doc.get("flows")
     if not isinstance(flows, list) or not flows:
         return f"{AGENT_FILE} lists no flows; conversation tests run its first (main) flow."
-    flow_file = _inside(flows[0])
+    flow_file = inside_agent(flows[0])
     if flow_file is None:
         return f"{AGENT_FILE}: the main flow {flows[0]!r} is not a path inside the agent directory."
     flow_data = files.get(flow_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 from stageline.errors import UsageError
@@ -40,3 +41,14 @@ def check_env(env: str) -> str:
     if env not in ENVIRONMENTS:
         raise UsageError(f"{env!r} is not an environment; use one of {', '.join(ENVIRONMENTS)}.")
     return env
+
+
+def inside_agent(ref: object) -> str | None:
+    """A file reference normalised to a path inside its agent directory, or None when it
+    is no relative path there (absolute, ``..`` above it, backslashes)."""
+    if not isinstance(ref, str) or not ref or ref.startswith("/") or "\\" in ref:
+        return None
+    norm = posixpath.normpath(ref)
+    if norm.startswith("../") or norm in ("..", "."):
+        return None
+    return norm

@@ -21,7 +21,6 @@ Errors block promotion (exit 1); warnings do not.
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from functools import cache
 from typing import Any
 
 from stageline import yamlsafe
-from stageline.layout import AGENT_FILE
+from stageline.layout import AGENT_FILE, inside_agent
 from stageline.settings import REFERENCE_RE, references, settings_path
 
 REGULAR_MODES = frozenset({"100644", "100755"})
@@ -121,7 +120,7 @@ class _Checker:
 
     def has(self, ref: Any) -> str | None:
         """The normalised path of a reference when it names a regular file here."""
-        path = _inside(ref)
+        path = inside_agent(ref)
         return path if path is not None and self.modes.get(path) in REGULAR_MODES else None
 
     def run(self) -> list[Finding]:
@@ -184,7 +183,7 @@ class _Checker:
             if ref is None and what != "system_prompt":
                 continue
             if self.has(ref) is None:
-                outside = _inside(ref) is None
+                outside = inside_agent(ref) is None
                 self.error(AGENT_FILE, _line(lines, list(where)),
                            f"{what} {ref!r} " + ("is not a path inside the agent directory"
                                                  if outside else "does not exist"))
@@ -347,16 +346,6 @@ def _message(err: Any) -> str:
         return "must be a secret reference ({secret: NAME} or ${settings.NAME}), not a value"
     text = str(err.message)
     return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _inside(ref: object) -> str | None:
-    """A reference normalised to a path inside the agent directory, or None."""
-    if not isinstance(ref, str) or not ref or ref.startswith("/") or "\\" in ref:
-        return None
-    norm = posixpath.normpath(ref)
-    if norm.startswith("../") or norm in ("..", "."):
-        return None
-    return norm
 
 
 def validate(agent: str, modes: Mapping[str, str], read: Callable[[str], bytes],
