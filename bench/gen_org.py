@@ -22,8 +22,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+# One pusher (sam) brings a whole team's work in the benchmark push; approvals must be
+# pushed by the member who marked them, so sam marks them, and separation of duties is
+# off so that the same push may also carry the production pushes.
 POLICY = b"""organization: bench
 protected_branches: [main]
+separation_of_duties: false
 members:
   alice: {name: Alice Dev, email: alice@bench.test, roles: [developer]}
   quinn: {name: Quinn QA, email: quinn@bench.test, roles: [qa]}
@@ -34,6 +38,7 @@ PEOPLE = {
     "alice": b"Alice Dev <alice@bench.test>",
     "quinn": b"Quinn QA <quinn@bench.test>",
     "olga": b"Olga Admin <olga@bench.test>",
+    "sam": b"Sam Release <sam@bench.test>",
 }
 ENVS = ("development", "staging", "production")
 
@@ -148,9 +153,9 @@ def push_ops(agents: int, files: int, commits: int) -> Iterator[tuple[str, str, 
                 f"D approvals/{name}.yaml\n".encode()]
         elif kind == 2:
             tree = tree_id(agent_files(i, files, version[i]))
-            text = (f"agent: {name}\nstaging_tree: {tree}\nmarked_by: quinn\n"
+            text = (f"agent: {name}\nstaging_tree: {tree}\nmarked_by: sam\n"
                     "marked_at: 2026-11-28T00:00:00Z\n").encode()
-            yield "quinn", f"Mark {name} ready" + _trailers("mark-ready", name, "quinn"), [
+            yield "sam", f"Mark {name} ready" + _trailers("mark-ready", name, "sam"), [
                 _modify(f"approvals/{name}.yaml", text)]
         else:
             yield "olga", f"Push {name} to production" + _trailers("promote-to-production",
