@@ -107,3 +107,53 @@ def test_separation_of_duties(staged_org: Path) -> None:
     assert result.code == PERMISSION_DENIED
     assert "another org-admin" in result.err
     assert sl(staged_org, "promote", "support-bot", "--to", "production", actor="omar").code == OK
+
+
+# -- the edit rows of §4, enforced by the server ------------------------------------------
+
+EDITS = {
+    # path → the roles that may change it
+    "environments/development/support-bot/prompts/system.md": {"developer", "org-admin"},
+    "stageline.yaml": {"org-admin"},
+    "settings/production.yaml": {"org-admin"},
+    ".github/workflows/ci.yml": {"org-admin"},
+    ".gitlab-ci.yml": {"org-admin"},
+    "README.md": {"developer", "org-admin"},
+    "environments/staging/support-bot/prompts/system.md": set(),
+    "environments/production/support-bot/prompts/system.md": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def hooked_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_org
+
+    server = make_org(tmp_path_factory.mktemp("srv") / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(server)).code == OK
+    return server
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+@pytest.mark.parametrize("path", sorted(EDITS))
+def test_edit_matrix_on_the_server(hooked_server: Path, tmp_path: Path, path: str,
+                                   role: str) -> None:
+    from conftest import author_env
+
+    member = ROLES[role]
+    work = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(hooked_server), str(work))
+    target = work / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = target.read_text() if target.exists() else ""
+    target.write_text(text + "# a change\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", f"Change {path}", env=author_env(member))
+    before = git(hooked_server, "rev-parse", "main")
+    pushed = git(work, "push", "-q", "origin", "HEAD:refs/heads/main",
+                 env={"REMOTE_USER": member}, check=False)
+    after = git(hooked_server, "rev-parse", "main")
+    if role in EDITS[path]:
+        assert after == git(work, "rev-parse", "HEAD"), pushed
+        git(hooked_server, "update-ref", "refs/heads/main", before)  # the next case starts clean
+    else:
+        assert after == before
