@@ -77,7 +77,10 @@ def _parse(data: bytes, source: str, with_lines: bool) -> tuple[Any, Lines]:
         mark = exc.problem_mark or exc.context_mark
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise YamlError(f"{source} is not valid YAML{where}: {exc.problem or exc.context}.") from None
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError) as exc:
+        # PyYAML's constructors raise plain Python errors on some standard tags
+        # (``!!bool maybe``, ``!!int ''``, ``!!set [1]``): bad input all the same.
         raise YamlError(f"{source} is not valid YAML: {type(exc).__name__}.") from None
     _check_size(value, source)
     if with_lines and node is not None:
