@@ -702,9 +702,6 @@ def test_a_reserved_name_differing_only_in_case_is_invalid(name: str, data: st.D
     assert classify(variant + rest).kind == "invalid"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG classify folds with str.lower(), not casefold(): "
-                   "'\u017fettings' (long s) case-folds to 'settings' yet is classified 'other', "
-                   "so a developer may write what a case-folding checkout reads as settings/")
 @pytest.mark.parametrize("path", ["\u017fettings/production.yaml",
                                   "environment\u017f/production/support-bot/agent.yaml",
                                   "approval\u017f/support-bot.yaml"], ids=["settings",

@@ -96,7 +96,7 @@ _RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE)
 
 def classify(path: str) -> Area:
     parts = path.split("/")
-    folded = parts[0].lower()
+    folded = parts[0].casefold()
     if folded in _RESERVED and parts[0] != folded:
         # On a case-insensitive checkout (macOS, Windows) Environments/ is environments/.
         return Area("invalid", reason=f"{parts[0]!r} differs only in case from {folded!r}")
