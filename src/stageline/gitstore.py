@@ -534,7 +534,11 @@ class Store:
 
     def diff_trees(self, old: str, new: str) -> list[Change]:
         """Every file that differs from ``old`` to ``new`` (trees or commits)."""
-        raw = self.run("diff-tree", "-r", "-z", "--no-renames", old, new)
+        # diff-tree reads the index on start-up, though two trees do not need it: in a clone
+        # of 240,000 files that is 0.2 s on every commit the guard checks. A missing index
+        # file reads as an empty one.
+        raw = self.run("diff-tree", "-r", "-z", "--no-renames", old, new,
+                       env={"GIT_INDEX_FILE": str(self.git_dir / "stageline-no-index")})
         # The parser of walk's output: two trees give no commit line, so one is put first.
         return _parse_diff_tree(b"staged\0" + raw).get("staged", [])
 
