@@ -28,7 +28,6 @@ class Verdict:
 
     actor: str  # the member judged as the pusher
     policy_from: str  # where the policy was read: a remote-tracking branch, or HEAD
-    changed: int  # files the staged change touches
     violations: list[Violation] = field(default_factory=list)
     # Allowed only as a rollback: the trailers its message must end with.
     rollback_trailers: str | None = None
@@ -51,7 +50,7 @@ def check_staged(repo: str | None, explicit_actor: str | None) -> Verdict:
         tree = store.index_tree()
         changes = store.diff_trees(head, tree)
         if not changes:
-            return Verdict(actor.id, source, 0)
+            return Verdict(actor.id, source)
         # git commit hands its hooks the author it will record (--author, GIT_AUTHOR_EMAIL,
         # author.email, user.email); run by hand, the actor is the author.
         author_email = os.environ.get("GIT_AUTHOR_EMAIL") or actor.email
@@ -63,10 +62,9 @@ def check_staged(repo: str | None, explicit_actor: str | None) -> Verdict:
         if violations and author is not None:
             found = _as_rollback(ws, enforcer, staged, actor, author)
             if found is not None:
-                return Verdict(actor.id, source, len(changes), [], found)
+                return Verdict(actor.id, source, [], found)
         # The commit does not exist yet: a violation names the path, not a commit id.
-        return Verdict(actor.id, source, len(changes),
-                       [replace(v, commit=None) for v in violations])
+        return Verdict(actor.id, source, [replace(v, commit=None) for v in violations])
 
 
 def server_policy(store: Store, enforcer: Enforcer, head: str) -> tuple[str, Policy]:
