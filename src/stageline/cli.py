@@ -462,6 +462,26 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
 
 
 @cli.command()
+@click.pass_obj
+def guard(g: Globals) -> None:
+    """Judge the staged change by the server's rules before it is committed (a pre-commit
+    hook); exit 1 when the server would reject it."""
+    from stageline.errors import CheckFailed
+    from stageline.guard import check_staged, report
+
+    verdict = check_staged(g.repo, g.actor)
+    for line in report(verdict):
+        click.echo(line, err=True)
+    if verdict.violations:
+        raise CheckFailed(f"the server would reject this change ({len(verdict.violations)} "
+                          f"violation(s), judged as {verdict.actor} by the policy at "
+                          f"{verdict.policy_from}); change it, or use the command named.")
+    if verdict.rollback_trailers:
+        click.echo("stageline: allowed only as a rollback; end the commit message with:\n"
+                   f"{verdict.rollback_trailers}")
+
+
+@cli.command()
 @click.option("--keep", is_flag=True, help="Keep the demo's directory and print where it is.")
 def demo(keep: bool) -> None:
     """Play the whole workflow on a copy of the bundled sample organization."""

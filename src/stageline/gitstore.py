@@ -525,6 +525,37 @@ class Store:
         out = self.run("config", "--get", key, check=False).decode().strip()
         return out or None
 
+    # -- the staged change (stageline guard) -----------------------------------
+
+    def index_tree(self) -> str:
+        """The tree of the index (of ``GIT_INDEX_FILE`` when git commit sets it for its
+        hooks), written as tree objects only: no commit, no ref."""
+        return self.run("write-tree").decode().strip()
+
+    def diff_trees(self, old: str, new: str) -> list[Change]:
+        """Every file that differs from ``old`` to ``new`` (trees or commits)."""
+        # diff-tree reads the index on start-up, though two trees do not need it: in a clone
+        # of 240,000 files that is 0.2 s on every commit the guard checks. A missing index
+        # file reads as an empty one.
+        raw = self.run("diff-tree", "-r", "-z", "--no-renames", old, new,
+                       env={"GIT_INDEX_FILE": str(self.git_dir / "stageline-no-index")})
+        # The parser of walk's output: two trees give no commit line, so one is put first.
+        return _parse_diff_tree(b"staged\0" + raw).get("staged", [])
+
+    def upstream(self) -> str | None:
+        """The branch the current branch tracks (``refs/remotes/<remote>/<name>``), or None."""
+        out = self.run("rev-parse", "-q", "--symbolic-full-name", "@{upstream}", check=False)
+        text = out.decode("utf-8", "surrogateescape").strip()
+        return text or None
+
+    def merging(self) -> str | None:
+        """The other parent of the merge being concluded (``MERGE_HEAD``), or None."""
+        try:
+            text = (self.git_dir / "MERGE_HEAD").read_text(encoding="ascii").split()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text[0] if text and looks_like_oid(text[0]) else None
+
     @classmethod
     def init(cls, path: str, branch: str, bare: bool = False) -> Store:
         """A new repository at ``path`` whose HEAD is the unborn ``branch``."""
