@@ -134,7 +134,8 @@ def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("agent", shell_complete=_complete_agents)
-@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]))
+@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]),
+              help="staging (from development) or production (from approved staging).")
 @_DRY_RUN
 @_JSON
 @click.pass_obj

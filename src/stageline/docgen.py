@@ -141,10 +141,12 @@ is one sentence on stderr.
 **`--json`.** The commands whose output is data take `--json` and print one JSON document
 on stdout, whose shape is shown under the command: keys may be added in later versions,
 never renamed or removed. `log --format jsonl` prints one object per line instead.
-`schema` prints JSON Schema and needs no flag. The commands that commit (`init`,
+`schema` prints JSON Schema and needs no flag; `demo`, `hook install` and
+`hook uninstall` print messages for people. The commands that commit (`init`,
 `agent new`, `promote`, `mark-ready`, `rollback`) print their outcome: `commit` is the
-new commit, or null when there was nothing to do (`summary` says why). When a command
-is refused, stdout is empty: the exit code and the sentence on stderr say why.
+new commit, or null when there was nothing to do (`summary` says why). `validate`,
+`test` and `verify` print their document also when their check fails (exit 1); a command
+refused with exit 2 to 5 prints nothing on stdout, and the sentence on stderr says why.
 
 <a id="outcome"></a>
 The outcome of a command that commits, with `--json`:
@@ -165,8 +167,8 @@ changes in the way, with the same exit codes) and prints the commit it would mak
 parent, tree, author, message with its trailers, and the files it changes. It moves no
 ref and changes no index, working tree or `.git/stageline-pending.json`; the objects of
 the would-be tree may be written to the object database, unreferenced (`git gc` prunes
-them). A real run a moment later makes the same tree, except that `mark-ready` records
-the time it runs.
+them). The real command, run next on the same state, makes exactly this tree (except
+`mark-ready`, whose approval records the time it is made).
 
 **Colour** is used on a terminal only (status, diff, test results and errors), never
 when `NO_COLOR` is set to a non-empty value or `TERM=dumb`. **Progress** (`verify` of a
