@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +13,7 @@ import yaml
 
 from stageline import rules
 from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
-from stageline.gitstore import TREE_MODE, Entry, Identity, Store
+from stageline.gitstore import TREE_MODE, Change, Entry, Identity, Store, short_ref
 from stageline.layout import (
     AGENT_FILE,
     ENV_ROOT,
@@ -49,11 +49,90 @@ class Workspace:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """The commit an action would make (``--dry-run``): nothing of it is referenced."""
+
+    ref: str
+    parent: str | None
+    tree: str
+    author: Identity
+    message: str
+    changes: tuple[Change, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "parent": self.parent, "tree": self.tree,
+                "author": {"name": self.author.name, "email": self.author.email},
+                "message": self.message,
+                "changes": [{"path": c.path, "status": change_status(c)} for c in self.changes]}
+
+
+def change_status(change: Change) -> str:
+    return {"A": "added", "D": "deleted"}.get(change.status, "modified")
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What an action did: the new commit, or None when there was nothing to do."""
+    """What an action did: the new commit, or None when there was nothing to do (or
+    when it was a dry run, whose ``preview`` is the commit it would have made)."""
 
     commit: str | None
     summary: str
+    action: str | None = None
+    agent: str | None = None
+    dry_run: bool = False
+    preview: Preview | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "agent": self.agent, "commit": self.commit,
+                "summary": self.summary, "dry_run": self.dry_run,
+                "would_commit": self.preview.to_json() if self.preview else None}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An action decided and not yet made: every rule is applied while planning, so
+    ``apply`` (make the commit) and ``preview`` (show it) cannot disagree on them.
+
+    No ``changes`` means there is nothing to do, and ``summary`` says why.
+    """
+
+    action: str
+    agent: str | None
+    summary: str
+    author: Identity | None = None
+    message: str = ""
+    changes: dict[str, Entry | None] = field(default_factory=dict)
+
+
+def apply(ws: Workspace, plan: Plan) -> Outcome:
+    """Make the planned commit on the workspace's branch."""
+    if not plan.changes or plan.author is None:
+        return Outcome(None, plan.summary, plan.action, plan.agent)
+    commit = ws.store.apply(ws.ref, ws.head, plan.changes, plan.message, plan.author)
+    return Outcome(commit, plan.summary if commit else "nothing to change.", plan.action,
+                   plan.agent)
+
+
+def preview(ws: Workspace, plan: Plan) -> Outcome:
+    """The commit ``apply`` would make, without making it: no ref, index, working tree or
+    journal changes. The objects of the new tree (trees, and the blobs of new files) are
+    written to the object database unreferenced; ``git gc`` prunes them."""
+    if not plan.changes or plan.author is None:
+        return Outcome(None, plan.summary, plan.action, plan.agent, dry_run=True)
+    base = ws.store.commit_tree_oid(ws.head)
+    tree = ws.store.replace(base, plan.changes)
+    if tree == base:
+        return Outcome(None, "nothing to change.", plan.action, plan.agent, dry_run=True)
+    ws.store.refuse_uncommitted(ws.ref, list(plan.changes))
+    subject = plan.message.partition("\n")[0]
+    return Outcome(None, f"would commit '{subject}' on {short_ref(ws.ref)}.", plan.action,
+                   plan.agent, dry_run=True,
+                   preview=Preview(ws.ref, ws.head, tree, plan.author, plan.message,
+                                   tuple(ws.store.diff_trees(base, tree))))
+
+
+def run_plan(ws: Workspace, plan: Plan, dry_run: bool = False) -> Outcome:
+    return preview(ws, plan) if dry_run else apply(ws, plan)
 
 
 def open_workspace(repo: str | None) -> Workspace:
@@ -106,10 +185,9 @@ def _message(subject: str, action: str, actor: Member, agent: str | None = None,
     return subject + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
 
 
-def _commit(ws: Workspace, actor: Member, changes: dict[str, Entry | None], message: str,
-            done: str) -> Outcome:
-    commit = ws.store.apply(ws.ref, ws.head, changes, message, Identity(actor.name, actor.email))
-    return Outcome(commit, done if commit else "nothing to change.")
+def _plan(action: str, agent: str, actor: Member, changes: dict[str, Entry | None],
+          message: str, done: str) -> Plan:
+    return Plan(action, agent, done, Identity(actor.name, actor.email), message, changes)
 
 
 @dataclass(frozen=True)
@@ -215,6 +293,10 @@ def _validated(ws: Workspace, agent: str, env: str, tree: str, target: str) -> A
 
 
 def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
+    return apply(ws, plan_promote(ws, actor, agent, target))
+
+
+def plan_promote(ws: Workspace, actor: Member, agent: str, target: str) -> Plan:
     check_agent_name(agent)
     if target == "staging":
         return _promote_to_staging(ws, actor, agent)
@@ -223,31 +305,34 @@ def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
     raise UsageError(f"cannot promote to {target!r}; use --to staging or --to production.")
 
 
-def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Outcome:
+def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Plan:
     _require(actor, rules.PROMOTE_STAGING)
     dev = ws.tree("development", agent)
     if dev is None:
         raise Blocked(f"{agent} is not in development; create it with 'stageline agent new "
                       f"{agent}' first.")
     if ws.tree("staging", agent) == dev:
-        return Outcome(None, f"staging already equals development for {agent}; nothing to do.")
+        return Plan(rules.PROMOTE_STAGING, agent,
+                    f"staging already equals development for {agent}; nothing to do.")
     _validated(ws, agent, "development", dev, "staging")
     changes: dict[str, Entry | None] = {
         env_dir("staging", agent): Entry(TREE_MODE, dev),
         approval_path(agent): None,
     }
     message = _message(f"Promote {agent} to staging", rules.PROMOTE_STAGING, actor, agent)
-    return _commit(ws, actor, changes, message, f"promoted {agent} to staging.")
+    return _plan(rules.PROMOTE_STAGING, agent, actor, changes, message,
+                 f"promoted {agent} to staging.")
 
 
-def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Outcome:
+def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Plan:
     _require(actor, rules.PROMOTE_PRODUCTION)
     staging = ws.tree("staging", agent)
     if staging is None:
         raise Blocked(f"{agent} is not in staging; promote it with 'stageline promote {agent} "
                       "--to staging' first.")
     if ws.tree("production", agent) == staging:
-        return Outcome(None, f"production already equals staging for {agent}; nothing to do.")
+        return Plan(rules.PROMOTE_PRODUCTION, agent,
+                    f"production already equals staging for {agent}; nothing to do.")
     approval = ws.approval(agent)
     problem = rules.approval_problem(approval, agent, staging)
     if problem:
@@ -259,10 +344,15 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Outcome:
     _validated(ws, agent, "staging", staging, "production")
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
     message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent)
-    return _commit(ws, actor, changes, message, f"pushed {agent} to production.")
+    return _plan(rules.PROMOTE_PRODUCTION, agent, actor, changes, message,
+                 f"pushed {agent} to production.")
 
 
 def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    return apply(ws, plan_mark_ready(ws, actor, agent))
+
+
+def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
     check_agent_name(agent)
     _require(actor, rules.MARK_READY)
     staging = ws.tree("staging", agent)
@@ -271,7 +361,8 @@ def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
     current = ws.approval(agent)
     if (rules.approval_problem(current, agent, staging) is None
             and isinstance(current, rules.Approval) and current.marked_by == actor.id):
-        return Outcome(None, f"{agent} is already Ready for Production; nothing to do.")
+        return Plan(rules.MARK_READY, agent,
+                    f"{agent} is already Ready for Production; nothing to do.")
     # QA's gate: the staging content must be valid for staging and pass its conversation
     # tests; the approval records the tests' summary.
     source = _validated(ws, agent, "staging", staging, "staging")
@@ -287,10 +378,15 @@ def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
         approval_path(agent): Entry("100644", ws.store.hash_blob(text.encode())),
     }
     message = _message(f"Mark {agent} Ready for Production", rules.MARK_READY, actor, agent)
-    return _commit(ws, actor, changes, message, f"marked {agent} Ready for Production.")
+    return _plan(rules.MARK_READY, agent, actor, changes, message,
+                 f"marked {agent} Ready for Production.")
 
 
 def rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Outcome:
+    return apply(ws, plan_rollback(ws, actor, agent, rev))
+
+
+def plan_rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Plan:
     """Restore production to its tree at ``rev``, an earlier state of the branch (default:
     the previous production version)."""
     from stageline.history import on_branch, previous_production
@@ -312,14 +408,14 @@ def rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Outco
             raise Blocked(f"{agent} was not in production at {rev}; pick a commit from "
                           f"'stageline history {agent}'.")
     if ws.tree("production", agent) == tree:
-        return Outcome(None, f"production of {agent} already is as it was at {target[:12]}; "
-                             "nothing to do.")
+        return Plan(rules.ROLLBACK, agent, f"production of {agent} already is as it was at "
+                                           f"{target[:12]}; nothing to do.")
     assert tree is not None
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, tree)}
     message = _message(f"Roll back {agent} in production to {target[:12]}", rules.ROLLBACK,
                        actor, agent, {rules.RESTORES_TRAILER: target})
-    return _commit(ws, actor, changes, message,
-                   f"rolled {agent} back to its production of {target[:12]}.")
+    return _plan(rules.ROLLBACK, agent, actor, changes, message,
+                 f"rolled {agent} back to its production of {target[:12]}.")
 
 
 def scaffold(agent: str) -> dict[str, bytes]:
@@ -339,6 +435,10 @@ def scaffold(agent: str) -> dict[str, bytes]:
 
 
 def new_agent(ws: Workspace, actor: Member, agent: str) -> Outcome:
+    return apply(ws, plan_new_agent(ws, actor, agent))
+
+
+def plan_new_agent(ws: Workspace, actor: Member, agent: str) -> Plan:
     check_agent_name(agent)
     _require(actor, rules.CREATE_AGENT)
     if ws.tree("development", agent) is not None:
@@ -346,7 +446,8 @@ def new_agent(ws: Workspace, actor: Member, agent: str) -> Outcome:
     tree = ws.store.build_tree(scaffold(agent))
     changes: dict[str, Entry | None] = {env_dir("development", agent): Entry(TREE_MODE, tree)}
     message = _message(f"Create agent {agent}", rules.CREATE_AGENT, actor, agent)
-    return _commit(ws, actor, changes, message, f"created {agent} in development.")
+    return _plan(rules.CREATE_AGENT, agent, actor, changes, message,
+                 f"created {agent} in development.")
 
 
 def init_organization(path: str, org: str, admin: str, email: str, name: str | None,
@@ -383,7 +484,7 @@ def init_organization(path: str, org: str, admin: str, email: str, name: str | N
     message = _message(f"Create the {org} organization", rules.INIT, actor)
     commit = store.apply(f"refs/heads/{branch}", None, changes, message,
                          Identity(actor.name, actor.email))
-    return Outcome(commit, f"created the {org} organization in {path}.")
+    return Outcome(commit, f"created the {org} organization in {path}.", rules.INIT)
 
 
 def import_organization(store: Store, ref: str, files: dict[str, bytes]) -> str:

@@ -43,11 +43,59 @@ def _workspace_and_actor(g: Globals) -> tuple[Any, Any]:
     return ws, resolve_actor(ws, g.actor)
 
 
-def _report(outcome: Any) -> None:
-    if outcome.commit:
+def _colour(err: bool = False) -> bool:
+    """Colour only on a terminal, and never under NO_COLOR (https://no-color.org) or
+    TERM=dumb."""
+    from stageline.progress import is_terminal
+
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return is_terminal(sys.stderr if err else sys.stdout)
+
+
+def _paint(text: str, err: bool = False, **style: Any) -> str:
+    return click.style(text, **style) if text and _colour(err) else text
+
+
+def _report(outcome: Any, as_json: bool = False) -> None:
+    """An action's outcome: the commit made, nothing to do, or (dry run) the commit it
+    would make."""
+    if as_json:
+        _emit_json(outcome.to_json())
+        return
+    p = outcome.preview
+    if p is not None:
+        click.echo(_paint(f"dry run: {outcome.summary.removesuffix('.')}; nothing was written.",
+                          fg="yellow"))
+        click.echo(f"parent  {p.parent}\ntree    {p.tree}\n"
+                   f"author  {p.author.name} <{p.author.email}>\n")
+        for line in p.message.rstrip("\n").split("\n"):
+            click.echo(f"    {line}".rstrip())
+        click.echo("")
+        for c in p.changes:
+            click.echo(f"{c.status}  {c.path}")
+    elif outcome.commit:
         click.echo(f"{outcome.summary} ({outcome.commit[:12]})")
     else:
-        click.echo(outcome.summary)
+        click.echo(f"dry run: {outcome.summary}" if outcome.dry_run else outcome.summary)
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_DRY_RUN = click.option("--dry-run", is_flag=True,
+                        help="Print the commit it would make, and write nothing.")
+
+
+def _complete_agents(ctx: click.Context, _param: click.Parameter,
+                     incomplete: str) -> list[str]:
+    """Shell completion of agent names: those at the tip of the branch (none on error)."""
+    try:
+        from stageline.actions import open_workspace
+        from stageline.inventory import collect
+
+        ws = open_workspace(ctx.find_root().params.get("repo"))
+        return [s.name for s in collect(ws, with_last=False) if s.name.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - completion must never print an error
+        return []
 
 
 @cli.command()
@@ -57,12 +105,13 @@ def _report(outcome: Any) -> None:
 @click.option("--admin-email", required=True, metavar="EMAIL")
 @click.option("--admin-name", metavar="NAME")
 @click.option("--branch", default="main", show_default=True, help="The protected branch.")
+@_JSON
 def init(path: str, org: str, admin: str, admin_email: str, admin_name: str | None,
-         branch: str) -> None:
+         branch: str, as_json: bool) -> None:
     """Create a new organization repository."""
     from stageline.actions import init_organization
 
-    _report(init_organization(path, org, admin, admin_email, admin_name, branch))
+    _report(init_organization(path, org, admin, admin_email, admin_name, branch), as_json)
 
 
 @cli.group()
@@ -72,36 +121,43 @@ def agent() -> None:
 
 @agent.command("new")
 @click.argument("name")
+@_DRY_RUN
+@_JSON
 @click.pass_obj
-def agent_new(g: Globals, name: str) -> None:
+def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
     """Scaffold the smallest valid agent in development and commit it."""
-    from stageline.actions import new_agent
+    from stageline.actions import plan_new_agent, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(new_agent(ws, actor, name))
+    _report(run_plan(ws, plan_new_agent(ws, actor, name), dry_run), as_json)
 
 
 @cli.command()
-@click.argument("agent")
-@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]))
+@click.argument("agent", shell_complete=_complete_agents)
+@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]),
+              help="staging (from development) or production (from approved staging).")
+@_DRY_RUN
+@_JSON
 @click.pass_obj
-def promote(g: Globals, agent: str, target: str) -> None:
+def promote(g: Globals, agent: str, target: str, dry_run: bool, as_json: bool) -> None:
     """Copy development over staging, or QA-approved staging over production."""
-    from stageline.actions import promote as run
+    from stageline.actions import plan_promote, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(run(ws, actor, agent, target))
+    _report(run_plan(ws, plan_promote(ws, actor, agent, target), dry_run), as_json)
 
 
 @cli.command("mark-ready")
-@click.argument("agent")
+@click.argument("agent", shell_complete=_complete_agents)
+@_DRY_RUN
+@_JSON
 @click.pass_obj
-def mark_ready(g: Globals, agent: str) -> None:
+def mark_ready(g: Globals, agent: str, dry_run: bool, as_json: bool) -> None:
     """Mark the agent's current staging tree Ready for Production (QA)."""
-    from stageline.actions import mark_ready as run
+    from stageline.actions import plan_mark_ready, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(run(ws, actor, agent))
+    _report(run_plan(ws, plan_mark_ready(ws, actor, agent), dry_run), as_json)
 
 
 def _short(tree: str | None) -> str:
@@ -120,7 +176,7 @@ def _tests(status: Any) -> str:
 
 
 @cli.command()
-@click.argument("agent", required=False)
+@click.argument("agent", required=False, shell_complete=_complete_agents)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def status(g: Globals, agent: str | None, as_json: bool) -> None:
@@ -149,16 +205,25 @@ def status(g: Globals, agent: str | None, as_json: bool) -> None:
         rows.append((s.name, _short(s.trees["development"]), _short(s.trees["staging"]),
                      _short(s.trees["production"]), _yes(s.staging_equals_development),
                      _yes(s.production_equals_staging), _yes(s.ready), _tests(s), last))
-    _print_table(rows)
+    # Green where the line is in step, yellow where something waits to move along it.
+    _print_table(rows, lambda col, cell: {"yes": "green", "no": "yellow"}.get(cell)
+                 if 4 <= col <= 6 else None)
 
 
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
+def _print_table(rows: Sequence[Sequence[str]],
+                 colour: Callable[[int, str], str | None] | None = None) -> None:
     if len(rows) == 1:
         click.echo("no agents yet; create one with 'stageline agent new NAME'.")
         return
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for n, row in enumerate(rows):
+        cells = []
+        for i, (cell, w) in enumerate(zip(row, widths, strict=True)):
+            padded = cell.ljust(w) if i < len(row) - 1 else cell
+            fg = colour(i, cell) if colour and n else None
+            cells.append(_paint(padded, bold=True) if not n else
+                         _paint(padded, fg=fg) if fg else padded)
+        click.echo("  ".join(cells).rstrip())
 
 
 @cli.command("list")
@@ -182,20 +247,22 @@ def list_agents(g: Globals, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=_complete_agents)
 @click.option("--to", "rev", metavar="REV",
               help="An earlier commit of the branch (default: the previous production version).")
+@_DRY_RUN
+@_JSON
 @click.pass_obj
-def rollback(g: Globals, agent: str, rev: str | None) -> None:
+def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, as_json: bool) -> None:
     """Restore production to an earlier production state (org-admin)."""
-    from stageline.actions import rollback as run
+    from stageline.actions import plan_rollback, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(run(ws, actor, agent, rev))
+    _report(run_plan(ws, plan_rollback(ws, actor, agent, rev), dry_run), as_json)
 
 
 @cli.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=_complete_agents)
 @click.option("--env", "env", default="production", show_default=True,
               type=click.Choice(["development", "staging", "production"]))
 @click.option("--limit", type=int, metavar="N", help="Show the N newest versions only.")
@@ -223,7 +290,7 @@ def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) 
 
 
 @cli.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=_complete_agents)
 @click.argument("old", metavar="[FROM]", required=False)
 @click.argument("new", metavar="[TO]", required=False)
 @click.option("--stat", is_flag=True, help="Only the changed files and their line counts.")
@@ -243,10 +310,25 @@ def diff(ctx: click.Context, agent: str, old: str | None, new: str | None, stat:
     if as_json:
         _emit_json(comparison.to_json())
     else:
-        for line in render(comparison, stat):
-            click.echo(line)
+        for n, line in enumerate(render(comparison, stat)):
+            click.echo(_paint(line, bold=True) if not n else _diff_colour(line))
     if exit_code and not comparison.identical:
         ctx.exit(1)
+
+
+def _diff_colour(line: str) -> str:
+    """Added lines and keys green, removed red, changed yellow, hunk headers cyan (the
+    shapes ``diffing.render`` prints)."""
+    if line.startswith(("+++ ", "--- ")):
+        return _paint(line, bold=True)
+    if line.startswith("@@"):
+        return _paint(line, fg="cyan")
+    for prefixes, fg in ((("+", "      + ", "  added "), "green"),
+                         (("-", "      - ", "  removed "), "red"),
+                         (("      ~ ", "  modified "), "yellow")):
+        if line.startswith(prefixes):
+            return _paint(line, fg=fg)
+    return line
 
 
 @cli.command()
@@ -296,7 +378,7 @@ _ENV = click.option("--env", "env", default="development", show_default=True,
 
 
 @cli.command()
-@click.argument("agent", required=False)
+@click.argument("agent", required=False, shell_complete=_complete_agents)
 @_ENV
 @click.option("--worktree", is_flag=True, help="Check the files on disk, not the last commit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -326,7 +408,7 @@ def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: b
 
 
 @cli.command("test")
-@click.argument("agent")
+@click.argument("agent", shell_complete=_complete_agents)
 @_ENV
 @click.option("--worktree", is_flag=True, help="Test the files on disk, not the last commit.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
@@ -356,7 +438,8 @@ def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | No
                         for r in results]})
     else:
         for r in results:
-            click.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.file}  {r.name}")
+            verdict = _paint("PASS", fg="green") if r.passed else _paint("FAIL", fg="red")
+            click.echo(f"{verdict}  {r.file}  {r.name}")
         for r in failed:
             click.echo("")
             for line in render_failure(r):
@@ -444,8 +527,10 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
     old, sep, new = range_.partition("..")
     if not sep or not old or not new or new.startswith("."):
         raise UsageError("--range takes OLD..NEW, two commits.")
-    with Store.open(g.repo) as store:
-        ref, violations = run_verify(store, old, new, ref, pusher)
+    from stageline.progress import Progress
+
+    with Store.open(g.repo) as store, Progress() as progress:
+        ref, violations = run_verify(store, old, new, ref, pusher, progress)
     if as_json:
         _emit_json({"ref": ref, "range": range_, "pusher_checked": pusher is not None,
                     "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
@@ -496,7 +581,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None, echo_err: Callable[[str], None] | None = None) -> int:
     """Run the CLI and return its exit code; every failure is one sentence on stderr."""
-    err = echo_err or (lambda text: click.echo(text, err=True))
+    err = echo_err or (lambda text: click.echo(
+        _paint("stageline:", err=True, fg="red", bold=True) + text.removeprefix("stageline:"),
+        err=True))
     try:
         result = cli.main(args=argv, prog_name="stageline", standalone_mode=False)
         if isinstance(result, int):  # ctx.exit(code): click returns it instead of raising

@@ -521,6 +521,22 @@ class Store:
             self.clear_journal()
         return commit
 
+    def refuse_uncommitted(self, ref: str, paths: Sequence[str]) -> None:
+        """Refuse, as ``apply`` does, when a clone following ``ref`` holds uncommitted
+        changes under ``paths`` (for ``--dry-run``, which makes no commit)."""
+        dirty = self.dirty_paths(paths, write_index=False) if self.checks_out(ref) else []
+        if dirty:
+            more = f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else ""
+            raise Blocked(f"uncommitted changes in {dirty[0]}{more} would be replaced; "
+                          "commit, stash or remove them first.")
+
+    def diff_trees(self, old: str | None, new: str) -> list[Change]:
+        """Every file that differs between two root trees (``old`` None: the empty tree)."""
+        base = old or self.make_tree({})
+        raw = self.run("diff-tree", "-r", "-z", "--no-renames", base, new)
+        # A two-tree diff has no commit line: give it one, so one parser reads both forms.
+        return _parse_diff_tree(b"-\0" + raw).get("-", [])
+
     def config(self, key: str) -> str | None:
         out = self.run("config", "--get", key, check=False).decode().strip()
         return out or None
@@ -667,12 +683,17 @@ class Store:
 
     # -- the work tree of a clone ------------------------------------------
 
-    def dirty_paths(self, paths: Sequence[str]) -> list[str]:
-        """Uncommitted changes (staged, unstaged or untracked) under ``paths`` only."""
+    def dirty_paths(self, paths: Sequence[str], write_index: bool = True) -> list[str]:
+        """Uncommitted changes (staged, unstaged or untracked) under ``paths`` only.
+
+        ``write_index=False`` keeps ``git status`` from refreshing the index's stat
+        cache (``GIT_OPTIONAL_LOCKS=0``), for callers that promise to write nothing.
+        """
         if self.work_tree is None or not paths:
             return []
         out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all",
-                       "--no-renames", "--", *paths)
+                       "--no-renames", "--", *paths,
+                       env=None if write_index else {"GIT_OPTIONAL_LOCKS": "0"})
         return [rec[3:].decode("utf-8", "surrogateescape")
                 for rec in out.split(b"\0") if len(rec) > 3]
 

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stageline import rules
 from stageline.errors import UsageError
@@ -24,6 +25,9 @@ from stageline.gitstore import CommitInfo, Store, is_null_oid, looks_like_oid, s
 from stageline.layout import POLICY_FILE, PUSH_LOG, approval_path, env_dir
 from stageline.policy import Member, Policy, PolicyError, parse_policy
 from stageline.rules import Violation
+
+if TYPE_CHECKING:
+    from stageline.progress import Progress
 
 MAX_LINES_SHOWN = 25
 _LINE_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$")
@@ -62,8 +66,9 @@ def pusher_from_env(policy: Policy, env: Mapping[str, str]) -> str | None:
 class Enforcer:
     """Judges ref updates of one repository; reads only, never writes objects or refs."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, progress: Progress | None = None) -> None:
         self.store = store
+        self.progress = progress  # verify shows it on a terminal; the hook has none
         self._default: tuple[str | None, str | None] | None = None
         self._bootstrap: bool | None = None
 
@@ -149,6 +154,8 @@ class Enforcer:
             problem = self._fast_forward_problem(update.old, update.new, branch)
             if problem:
                 return [problem]
+            if self.progress:
+                self.progress.phase("reading commits")
             commits = self.store.walk([update.new, "--not", update.old])
         else:
             twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()),
@@ -240,9 +247,13 @@ class Enforcer:
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
               tip: str) -> list[Violation]:
         facts = self._facts(commits, tip)
+        if self.progress:
+            self.progress.phase("checking commits", len(facts))
         violations: list[Violation] = []
         for fact in facts:
             violations.extend(rules.judge_commit(fact, policy, pusher))
+            if self.progress:
+                self.progress.advance()
         return violations
 
     def _facts(self, commits: Sequence[CommitInfo], tip: str) -> list[rules.CommitFacts]:
@@ -262,7 +273,11 @@ class Enforcer:
         blobs: dict[str, rules.Approval | str] = {}
         chain: set[str] | None = None
         facts = []
+        if self.progress:
+            self.progress.phase("reading changes", len(per_commit))
         for c, changes, agents in per_commit:
+            if self.progress:
+                self.progress.advance()
             trees = {(e, a): _tree(infos.get(f"{c.oid}:{env_dir(e, a)}"))
                      for e, a in _needed_trees(agents)}
             approvals: dict[str, rules.Approval | str | None] = {}
@@ -422,15 +437,15 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
         return 0
 
 
-def verify(store: Store, old: str, new: str, ref: str | None,
-           pusher: str | None) -> tuple[str, list[Violation]]:
+def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None,
+           progress: Progress | None = None) -> tuple[str, list[Violation]]:
     """The server's rules over ``old..new``, judged as an update of ``ref`` (``verify``)."""
     old_oid = store.resolve(old)
     new_oid = store.resolve(new)
     if old_oid is None or new_oid is None:
         missing = old if old_oid is None else new
         raise UsageError(f"{missing!r} names no commit in this repository.")
-    enforcer = Enforcer(store)
+    enforcer = Enforcer(store, progress)
     if ref is None:
         policy = enforcer.policy_at(old_oid)
         if not isinstance(policy, Policy):
