@@ -408,6 +408,13 @@ def test_usage_and_repository_errors(prod: Path, tmp_path: Path) -> None:
     commit_all(plain, "olga", "Not an organization")
     result = sl(plain, "export", "--out", str(tmp_path / "out"))
     assert result.code == REPOSITORY and "stageline.yaml" in result.err
+    dangling = tmp_path / "dangling.git"  # a server whose HEAD names a branch never pushed
+    git(tmp_path, "init", "-q", "--bare", "-b", "master", str(dangling))
+    git(prod, "push", "-q", str(dangling), "main")
+    result = sl(dangling, "export", "--out", str(tmp_path / "out"))
+    assert result.code == REPOSITORY and "git symbolic-ref HEAD" in result.err
+    git(dangling, "symbolic-ref", "HEAD", "refs/heads/main")
+    assert sl(dangling, "export", "--out", str(tmp_path / "fixed")).code == OK
     assert not (tmp_path / "out").exists()
 
 

@@ -122,7 +122,7 @@ def export(store: Store, out: Path, agents: Sequence[str] = (), rev: str | None 
     wanted = sorted({check_agent_name(a) for a in agents})
     ref, commit = source(store, rev)
     bundles = build(store, commit, wanted)
-    existing = _existing_bundles(out)
+    existing = _existing_bundles(out, {b.agent: b.data for b in bundles})
     return _write(out, ref, commit, bundles, existing, progress)
 
 
@@ -131,8 +131,9 @@ def source(store: Store, rev: str | None) -> tuple[str, str]:
     commit of the branch's first-parent history (the states the server accepted)."""
     head = store.resolve("HEAD")
     if head is None:
-        raise RepositoryError("HEAD names no commit; this repository holds no organization "
-                              "yet.")
+        raise RepositoryError("HEAD names no commit, so the policy naming the protected "
+                              "branch cannot be read; point HEAD at that branch (in a bare "
+                              "repository: git symbolic-ref HEAD refs/heads/main).")
     data = store.blob_at(head, POLICY_FILE)
     if data is None:
         raise PolicyError(f"there is no {POLICY_FILE} at HEAD; this is not a stageline "
@@ -151,9 +152,9 @@ def source(store: Store, rev: str | None) -> tuple[str, str]:
     if commit is None:
         raise UsageError(f"{rev!r} names no commit in this repository.")
     if not on_branch(Workspace(store, ref, tip, policy), commit):
-        raise Blocked(f"{rev} is not a commit of {short_ref(ref)}'s history, so the server "
-                      f"never accepted its production; export a commit from "
-                      f"'git log --first-parent {short_ref(ref)}'.")
+        raise Blocked(f"{rev} is not a commit of {short_ref(ref)}'s history, so its "
+                      "production never went through the server's checks; export a commit "
+                      f"from 'git log --first-parent {short_ref(ref)}'.")
     return ref, commit
 
 
@@ -284,29 +285,29 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def is_bundle_file(path: Path) -> bool:
-    """Whether a file is a bundle stageline wrote: a regular file ``<agent>.json`` holding
-    a JSON object of a bundle format for that agent. Anything else is the user's."""
-    if not path.name.endswith(".json") or not is_agent_name(path.name[:-5]):
+def is_bundle(name: str, data: bytes) -> bool:
+    """Whether a file ``name`` holding ``data`` is a bundle stageline wrote: named
+    ``<agent>.json``, a JSON object of a bundle format for that agent."""
+    agent = name.removesuffix(".json")
+    if agent == name or not is_agent_name(agent):
         return False
     try:
-        if not path.is_file() or path.is_symlink():
-            return False
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        doc = json.loads(data)
+    except ValueError:
         return False
     return (isinstance(doc, dict) and isinstance(doc.get("format"), str)
-            and doc["format"].startswith(FORMAT_FAMILY) and doc.get("agent") == path.name[:-5])
+            and doc["format"].startswith(FORMAT_FAMILY) and doc.get("agent") == agent)
 
 
-def _existing_bundles(out: Path) -> dict[str, Path]:
-    """The bundles already in ``out`` by agent; refuses when ``out`` holds any other
-    ``.json`` file, which an export must neither overwrite nor leave beside its bundles."""
+def _existing_bundles(out: Path, new: Mapping[str, bytes]) -> dict[str, tuple[Path, bool]]:
+    """The bundles already in ``out``: agent → (path, whether it already holds ``new``'s
+    bytes for that agent). Refuses when ``out`` holds any other ``.json`` file, which an
+    export must neither overwrite nor leave beside its bundles."""
     if not out.exists():
         return {}
     if not out.is_dir():
         raise UsageError(f"{out} is not a directory; pass --out a directory.")
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, bool]] = {}
     try:
         entries = sorted(out.iterdir())
     except OSError as exc:
@@ -314,15 +315,23 @@ def _existing_bundles(out: Path) -> dict[str, Path]:
     for path in entries:
         if not path.name.lower().endswith(".json"):
             continue
-        if not is_bundle_file(path):
+        agent = path.name[:-5]
+        data = None
+        try:
+            if path.is_file() and not path.is_symlink():  # never follow a link
+                data = path.read_bytes()
+        except OSError:
+            pass
+        same = data is not None and new.get(agent) == data  # our own bytes: no need to parse
+        if data is None or not (same or is_bundle(path.name, data)):
             raise Blocked(f"{path} is not a stageline bundle, and {out} may hold nothing but "
                           "bundles; move it away or export to another directory.")
-        found[path.name[:-5]] = path
+        found[agent] = (path, same)
     return found
 
 
 def _write(out: Path, ref: str, commit: str, bundles: Sequence[Bundle],
-           existing: Mapping[str, Path], progress: Progress | None) -> Export:
+           existing: Mapping[str, tuple[Path, bool]], progress: Progress | None) -> Export:
     """New bundles first, each replacing its file by a rename; then the stale ones go.
 
     Every bundle is written to a temporary file beside its target and made
@@ -338,7 +347,7 @@ def _write(out: Path, ref: str, commit: str, bundles: Sequence[Bundle],
         mode = 0o666 & ~_umask()  # as open() would create it, not mkstemp's 0600
         for i, bundle in enumerate(bundles, 1):
             target = out / f"{bundle.agent}.json"
-            same = bundle.agent in existing and target.read_bytes() == bundle.data
+            same = existing.get(bundle.agent, (target, False))[1]
             if not same:
                 fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
                                             dir=out)
@@ -357,7 +366,8 @@ def _write(out: Path, ref: str, commit: str, bundles: Sequence[Bundle],
             os.replace(temp, target)
             pending.pop()
         kept = {b.agent for b in bundles}
-        removed = tuple(path for agent, path in sorted(existing.items()) if agent not in kept)
+        removed = tuple(path for agent, (path, _same) in sorted(existing.items())
+                        if agent not in kept)
         for path in removed:
             path.unlink(missing_ok=True)
         _fsync_dir(out)
@@ -411,4 +421,4 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = ["FORMAT", "Bundle", "Export", "Exported", "build", "bundle_digest", "canonical",
-           "export", "is_bundle_file", "source"]
+           "export", "is_bundle", "source"]
