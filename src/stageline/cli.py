@@ -546,6 +546,53 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
         raise CheckFailed(f"{len(violations)} violation(s) in {range_}.")
 
 
+_EXPORT_PROGRESS_FROM = 20  # fewer agents export in a blink: no progress line
+
+
+@cli.command("export")
+@click.argument("agents", nargs=-1, metavar="[AGENT]...")
+@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Where the bundles go (created if missing; holds nothing but bundles).")
+@click.option("--ref", "rev", metavar="REV",
+              help="A commit of the protected branch (default: its tip).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_obj
+def export_bundles(g: Globals, agents: tuple[str, ...], out: str, rev: str | None,
+                   as_json: bool) -> None:
+    """Write DIR/<agent>.json deployment bundles of the production agents (all, or the
+    named ones): their files, tree id and production settings."""
+    from pathlib import Path
+
+    from stageline.export import export
+    from stageline.gitstore import Store, short_ref
+    from stageline.layout import check_agent_name
+
+    for name in agents:
+        check_agent_name(name)
+    progress = None
+    if sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            if total >= _EXPORT_PROGRESS_FROM and (done == total or done % 10 == 0):
+                end = "\r\x1b[K" if done == total else ""
+                click.echo(f"\rstageline: exporting {done}/{total} agents{end}", nl=False,
+                           err=True)
+    with Store.open(g.repo) as store:
+        result = export(store, Path(out), agents, rev, progress)
+    if as_json:
+        _emit_json(result.to_json())
+        return
+    for item in result.agents:
+        click.echo(f"{item.path}  tree {item.tree[:12]}  sha256 {item.sha256[:16]}"
+                   f"{'' if item.written else '  (unchanged)'}")
+    for path in result.removed:
+        click.echo(f"{path}  removed (no longer exported)")
+    written = sum(1 for a in result.agents if a.written)
+    click.echo(f"exported {len(result.agents)} agent(s) of production at "
+               f"{short_ref(result.ref)} {result.commit[:12]} to {result.out}: {written} "
+               f"written, {len(result.agents) - written} unchanged, {len(result.removed)} "
+               "stale removed.")
+
+
 @cli.command()
 @click.pass_obj
 def guard(g: Globals) -> None:

@@ -381,7 +381,11 @@ class Store:
 
     def branches(self) -> dict[str, str]:
         """Every local branch: ``refs/heads/name`` → commit id."""
-        out = self.run("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/")
+        return self.refs("refs/heads/")
+
+    def refs(self, *prefixes: str) -> dict[str, str]:
+        """Every ref under the prefixes (such as ``refs/remotes/``) → object id."""
+        out = self.run("for-each-ref", "--format=%(refname)%00%(objectname)", *prefixes)
         result = {}
         for line in out.decode("utf-8", "surrogateescape").splitlines():
             name, _, oid = line.partition("\0")
