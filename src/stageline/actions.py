@@ -23,7 +23,7 @@ from stageline.layout import (
     check_env,
     env_dir,
 )
-from stageline.policy import Member, Policy, PolicyError, parse_policy
+from stageline.policy import Member, Policy, PolicyError, first_set, parse_policy
 from stageline.settings import parse_settings, settings_path
 from stageline.validation import Finding, errors, validate
 
@@ -153,13 +153,23 @@ def open_workspace(repo: str | None) -> Workspace:
 
 
 def resolve_actor(ws: Workspace, explicit: str | None) -> Member:
-    """``--as``, else ``$STAGELINE_ACTOR``, else the member with git's ``user.email``."""
+    """``--as``, else ``$STAGELINE_ACTOR``, else the first set variable of the policy's
+    ``ci.actor_env`` (off unless listed), else the member with git's ``user.email``."""
     wanted = explicit or os.environ.get("STAGELINE_ACTOR")
     if wanted:
         member = ws.policy.member(wanted)
         if member is None:
             raise PermissionDenied(f"{wanted} is not a member of {ws.policy.organization}; "
                                    f"ask an org-admin to add them to {POLICY_FILE}.")
+        return member
+    from_ci = first_set(ws.policy.ci_actor_env, os.environ)
+    if from_ci is not None:
+        variable, login = from_ci
+        member = ws.policy.member(login)
+        if member is None:
+            raise PermissionDenied(f"{variable} names {login}, who is not a member of "
+                                   f"{ws.policy.organization}; add them to {POLICY_FILE} "
+                                   "or pass --as MEMBER.")
         return member
     email = ws.store.config("user.email")
     member = ws.policy.member_by_email(email) if email else None

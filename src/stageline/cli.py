@@ -28,7 +28,8 @@ def _emit_json(data: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--repo", metavar="PATH", help="The organization repository (default: here).")
 @click.option("--as", "actor", metavar="MEMBER",
-              help="Act as this member (default: $STAGELINE_ACTOR, else git's user.email).")
+              help="Act as this member (default: $STAGELINE_ACTOR, else the CI variables of "
+                   "the policy's ci.actor_env, else git's user.email).")
 @click.version_option(__version__, "--version", prog_name="stageline")
 @click.pass_context
 def cli(ctx: click.Context, repo: str | None, actor: str | None) -> None:

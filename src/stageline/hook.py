@@ -23,7 +23,7 @@ from stageline import rules
 from stageline.errors import UsageError
 from stageline.gitstore import CommitInfo, Store, is_null_oid, looks_like_oid, short_ref
 from stageline.layout import POLICY_FILE, PUSH_LOG, approval_path, env_dir
-from stageline.policy import Member, Policy, PolicyError, parse_policy
+from stageline.policy import Member, Policy, PolicyError, first_set, parse_policy
 from stageline.rules import Violation
 
 if TYPE_CHECKING:
@@ -56,11 +56,26 @@ def parse_updates(text: str) -> list[RefUpdate]:
 
 
 def pusher_from_env(policy: Policy, env: Mapping[str, str]) -> str | None:
-    for name in policy.identity_env:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
+    found = first_set(policy.identity_env, env)
+    return found[1] if found else None
+
+
+def pusher_problem(policy: Policy, who: str) -> Violation | None:
+    """Why ``who`` may not push to a branch ``policy`` protects, or None.
+
+    A member may; so may a service account with ``acts_for_members``, whose pushes
+    are judged by each commit's author alone (``judge_commit`` with no pusher).
+    """
+    if policy.member(who) is not None or policy.pushes_for_members(who):
+        return None
+    if who in policy.service_accounts:
+        return Violation(None, None, f"the pusher {who} is a service account of "
+                                     f"{policy.organization} that may not push for members "
+                                     "(acts_for_members is off)",
+                         "push as a member, or an org-admin sets acts_for_members: true for "
+                         f"{who} in stageline.yaml")
+    return Violation(None, None, f"the pusher {who} is not a member of {policy.organization}",
+                     "ask an org-admin to add you to stageline.yaml")
 
 
 class Enforcer:
@@ -144,10 +159,9 @@ class Enforcer:
                 return [Violation(None, None, "the server did not say who is pushing",
                                   "push through the server's authenticated SSH or HTTP access")]
             for policy in policies:
-                if policy.member(who) is None:
-                    return [Violation(None, None, f"the pusher {who} is not a member of "
-                                                  f"{policy.organization}",
-                                      "ask an org-admin to add you to stageline.yaml")]
+                problem = pusher_problem(policy, who)
+                if problem:
+                    return [problem]
         if update.old is not None:
             if update.old == update.new:
                 return []
@@ -169,6 +183,7 @@ class Enforcer:
             commits = self.store.walk([update.new, "--not", *self.protected_tips(policies)])
         violations: list[Violation] = []
         for policy in policies:
+            # A service account's pushes are judged by their authors: pusher None.
             pusher = policy.member(who) if who else None
             violations += [v for v in self.judge(commits, policy, pusher, update.new)
                            if v not in violations]
@@ -415,9 +430,12 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
                     policy = enforcer.policy_at(default_tip)
                 if not isinstance(policy, Policy) or not policy.is_protected(update.ref):
                     continue
+                # The pusher as pre-receive named it: by the old tip's identity.env.
+                judged_by = enforcer.policy_at(update.old) if update.old else None
+                identity = judged_by if isinstance(judged_by, Policy) else policy
                 records.append({
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "pusher": pusher_from_env(policy, env),
+                    "pusher": pusher_from_env(identity, env),
                     "ref": update.ref,
                     "old": update.old,
                     "new": update.new,

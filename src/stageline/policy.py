@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from stageline import yamlsafe
@@ -17,6 +18,12 @@ DEFAULT_IDENTITY_ENV = (
     "GL_USERNAME", "GITEA_PUSHER_NAME", "GITHUB_USER_LOGIN", "BB_USER_NAME", "GL_USER",
     "REMOTE_USER",
 )
+
+
+# A service account is the login a CI system pushes with: a member-like id, or a GitHub
+# App's "<slug>[bot]" login.
+SERVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[bot\])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class PolicyError(RepositoryError):
@@ -35,15 +42,34 @@ class Member:
 
 
 @dataclass(frozen=True)
+class ServiceAccount:
+    """A pusher that is not a member: a CI system's account.
+
+    With ``acts_for_members`` it may push commits whose author is a member, and
+    each commit is then judged by its author's roles alone (see enforcement.md).
+    """
+
+    id: str
+    acts_for_members: bool = False
+
+
+@dataclass(frozen=True)
 class Policy:
     organization: str
     protected_branches: tuple[str, ...]
     members: dict[str, Member]
     separation_of_duties: bool = True
     identity_env: tuple[str, ...] = DEFAULT_IDENTITY_ENV
+    ci_actor_env: tuple[str, ...] = ()  # empty: the CLI takes no actor from CI variables
+    service_accounts: Mapping[str, ServiceAccount] = field(default_factory=dict)
 
     def member(self, member_id: str) -> Member | None:
         return self.members.get(member_id)
+
+    def pushes_for_members(self, pusher_id: str) -> bool:
+        """True when ``pusher_id`` is a service account trusted to push members' commits."""
+        account = self.service_accounts.get(pusher_id)
+        return account is not None and account.acts_for_members
 
     def member_by_email(self, email: str) -> Member | None:
         wanted = email.strip().lower()
@@ -99,7 +125,75 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
                               "variables can come from the pushing client.")
         identity_env = tuple(env_list)
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
-                  identity_env)
+                  identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
+                  service_accounts=_service_accounts(doc.get("service_accounts"), members,
+                                                     source))
+
+
+def first_set(names: Sequence[str], env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first of ``names`` set (non-blank) in ``env``, with its value."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def _ci_actor_env(raw: Any, source: str) -> tuple[str, ...]:
+    """``ci: {actor_env: [...]}``: the CI variables the CLI may take its actor from."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: ci must be a mapping, such as "
+                          "{actor_env: [GITHUB_ACTOR]}.")
+    unknown = sorted(str(k) for k in raw if k != "actor_env")
+    if unknown:
+        raise PolicyError(f"{source}: ci has unknown key {unknown[0]!r}; the only key is "
+                          "actor_env.")
+    if "actor_env" not in raw:
+        return ()
+    names = raw["actor_env"]
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(v, str) and ENV_NAME_RE.fullmatch(v) for v in names)):
+        raise PolicyError(f"{source}: ci.actor_env must be a non-empty list of variable names.")
+    client_set = [v for v in names if v.upper().startswith("GIT_")]
+    if client_set:
+        raise PolicyError(f"{source}: ci.actor_env may not name {client_set[0]}: GIT_* "
+                          "variables are git's own, not the CI system's.")
+    return tuple(names)
+
+
+def _service_accounts(raw: Any, members: dict[str, Member], source: str) \
+        -> dict[str, ServiceAccount]:
+    """``service_accounts: {ci-bot: {acts_for_members: true}}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: service_accounts must map account ids to settings, such "
+                          "as {ci-bot: {acts_for_members: true}}.")
+    folded = {m.casefold(): m for m in members}
+    accounts: dict[str, ServiceAccount] = {}
+    for account_id, spec in raw.items():
+        if not isinstance(account_id, str) or not SERVICE_ID_RE.fullmatch(account_id):
+            raise PolicyError(f"{source}: {account_id!r} is not a valid service account id "
+                              "(the login the Git server reports).")
+        clash = folded.get(account_id.casefold())
+        if clash is not None:
+            raise PolicyError(f"{source}: {account_id} is both a member ({clash}) and a service "
+                              "account; a login is one or the other.")
+        if not isinstance(spec, dict):
+            raise PolicyError(f"{source}: service account {account_id} must be a mapping, such "
+                              "as {acts_for_members: true}.")
+        unknown = sorted(str(k) for k in spec if k != "acts_for_members")
+        if unknown:
+            raise PolicyError(f"{source}: service account {account_id} has unknown key "
+                              f"{unknown[0]!r}; the only key is acts_for_members.")
+        acts = spec.get("acts_for_members", False)
+        if not isinstance(acts, bool):
+            raise PolicyError(f"{source}: service account {account_id}: acts_for_members must "
+                              "be true or false.")
+        accounts[account_id] = ServiceAccount(account_id, acts)
+    return accounts
 
 
 def _members(raw: Any, source: str) -> dict[str, Member]:

@@ -258,8 +258,10 @@ def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
 def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> list[Violation]:
     """Every rule of §4 and §7 a commit breaks, judged against its first parent.
 
-    ``pusher`` None means the pusher is not checked (``verify`` without
-    ``--pusher``); the author always is.
+    ``pusher`` None means the pusher is not checked: ``verify`` without
+    ``--pusher``, or a push by a service account that acts for members. The author
+    always is, so such a push needs an author who holds each role, an approval's
+    ``marked_by`` must be its author, and separation of duties holds on the author.
     """
     out: list[Violation] = []
 
