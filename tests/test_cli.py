@@ -167,6 +167,7 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
     run("history", "history", agent)
     run("diff", "diff", agent, "production", "staging")
     run("log", "log")
+    run("export", "export", "--out", str(sample.parent / "bundles"))
     (sample / STG.replace("support-bot", agent) / "notes.md").write_text("by hand\n")
     commit_all(sample, "alice", "Edit staging by hand")
     run("verify", "verify", "--range", "HEAD~1..HEAD", "--pusher", "alice", code=CHECK_FAILED)
@@ -182,6 +183,7 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
     assert outputs["validate"]["agents"][0]["findings"]
     assert outputs["test"]["tests"] and outputs["verify"]["violations"]
     assert outputs["diff"]["files"][0]["keys"]
+    assert outputs["export"]["agents"]
     assert outputs["promote"]["commit"] == git(sample, "rev-list", "--reverse",
                                                "HEAD").split()[1]
     assert outputs["init"]["commit"] == git(sample.parent / "new-org", "rev-parse", "HEAD")

@@ -117,6 +117,16 @@ JSON_SHAPES: dict[str, str] = {
   "violations": [{"commit": "<id>|null", "path": "<path>|null", "rule": "...",
                   "fix": "..."}]
 }""",
+    "export": """{
+  "ref": "refs/heads/main",
+  "commit": "<id>",
+  "environment": "production",
+  "format": "stageline.bundle/1",
+  "out": "<DIR>",
+  "agents": [{"agent": "support-bot", "tree": "<id>", "sha256": "<hex>",
+              "path": "<DIR>/support-bot.json", "written": true}],
+  "removed": ["<DIR>/retired-bot.json"]
+}""",
     "promote": _OUTCOME,
     "mark-ready": _OUTCOME,
     "rollback": _OUTCOME,
