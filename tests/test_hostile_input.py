@@ -134,6 +134,29 @@ def test_yaml_load_of_mutated_documents_is_a_value_or_a_yaml_error(data: bytes) 
 
 
 @PROPERTY
+@given(st.one_of(yamlish(documents(KEYS)), st.binary(max_size=500)))
+@example(b"on: 1\nx: {2: a, null: b, 2001-01-01: c}\n<<: {k: v}\n")
+def test_yaml_load_with_lines_is_load_and_places_every_key(data: bytes) -> None:
+    """``load_with_lines`` (validate) and ``load`` (everything else) agree on every input,
+    and every key path of the document, whatever its keys, has a line."""
+    plain = check_loaded(data)
+    try:
+        value, lines = yamlsafe.load_with_lines(data, "f.yaml")
+    except yamlsafe.YamlError as exc:
+        assert isinstance(plain, yamlsafe.YamlError) and str(exc) == str(plain)
+        return
+    assert not isinstance(plain, yamlsafe.YamlError) and repr(value) == repr(plain)
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in item.items())
+            assert all((*where, k) in lines for k in item), where
+        elif isinstance(item, list):
+            stack.extend((v, (*where, i)) for i, v in enumerate(item))
+
+
+@PROPERTY
 @given(DOCUMENTS, st.sampled_from([None, True, False]))
 def test_yaml_load_reads_back_what_safe_dump_wrote(doc: Any, flow: bool | None) -> None:
     # allow_unicode=False: with it, PyYAML's emitter writes a bare \x85 (NEL) that reads
@@ -453,6 +476,9 @@ def test_parse_approval_huge_integer_is_a_sentence() -> None:
 @example("0" * 40 + " " + "a" * 64 + " refs/heads/x\r\n")
 @example("0" * 39 + " " + "a" * 40 + " refs/heads/main")
 @example("\u2028\x85\x1c")
+@example("0" * 40 + " " + "a" * 40 + " refs/heads/a\u2028b\n" + "0" * 40 + " " + "b" * 40
+         + " refs/heads/c\x85d\n")
+@example("0" * 40 + " " + "a" * 40 + " refs/heads/main\u00a0\n")
 def test_parse_updates_of_arbitrary_text_is_a_list_or_a_usage_error(text: str) -> None:
     try:
         updates = parse_updates(text)
@@ -460,9 +486,11 @@ def test_parse_updates_of_arbitrary_text_is_a_list_or_a_usage_error(text: str) -
         assert exc.code == USAGE and one_line(exc.message), exc.message
         assert text.strip()
         return
-    assert len(updates) == sum(1 for line in text.splitlines() if line.strip())
+    # git ends each line with \n; a ref name may hold NEL, U+2028 or NBSP
+    lines = [line.strip(" \t\r") for line in text.split("\n") if line.strip()]
+    assert [u.ref for u in updates] == [line.rsplit(" ", 1)[1] for line in lines]
     for update in updates:
-        assert update.ref and not re.search(r"\s", update.ref)
+        assert update.ref and not re.search(r"[\x00-\x20\x7f]", update.ref)
         for oid in (update.old, update.new):
             assert oid is None or (re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", oid)
                                    and oid.strip("0"))
@@ -509,8 +537,8 @@ def update_lines(draw: st.DrawFn, tip: str) -> tuple[bytes, bool]:
     ref = st.one_of(st.sampled_from(["refs/heads/main", "refs/heads/Main", "refs/heads/feature",
                                      "refs/tags/main", "refs/tags/v1", "refs/replace/" + tip,
                                      "refs/notes/commits", "HEAD", "main", "refs/heads/a/../b"]),
-                    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc", "Zl",
-                                                                         "Zp")),
+                    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"),
+                                                   blacklist_characters=" "),
                             min_size=1, max_size=30).map(lambda s: "refs/heads/" + s))
     lines = draw(st.lists(st.tuples(oid, oid, ref), min_size=1, max_size=4))
     must_reject = any((r == "refs/heads/main" and old != new) or r.startswith("refs/replace/")
@@ -558,7 +586,8 @@ NODES = st.fixed_dictionaries({"type": st.sampled_from(["say", "collect", "tool"
     "prompt": TEXT, "tool": st.one_of(TEXT, VDOCS), "target": TEXT,
     "transitions": st.one_of(VDOCS, st.lists(st.fixed_dictionaries({}, optional={
         "to": st.one_of(NODE_IDS, VDOCS), "intent": st.one_of(TEXT, VDOCS),
-        "regex": st.sampled_from(["(", "[a-", "ACME-[0-9]{6}", "(?P<x>", "*"]),
+        "regex": st.sampled_from(["(", "[a-", "ACME-[0-9]{6}", "(?P<x>", "*", "a{99999999999}",
+                                  "(" * 5000 + ")" * 5000]),
         "keyword": TEXT, "default": st.booleans()}), max_size=3)),
 })
 FLOWS = st.fixed_dictionaries({}, optional={
@@ -627,6 +656,25 @@ def agent_dirs(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, bytes]]:
     return modes, files
 
 
+GOOD_AGENT = (b"name: support-bot\ndescription: Answers billing questions\n"
+              b"model: {provider: openai, name: gpt-4o-mini}\nsystem_prompt: prompts/system.md\n")
+
+
+
+
+def _agent_dir(agent: bytes, files: dict[str, bytes] | None = None) -> tuple[dict[str, str],
+                                                                            dict[str, bytes]]:
+    """An example for the property below: agent.yaml, a system prompt and ``files``."""
+    contents = {"agent.yaml": agent, "prompts/system.md": b"hi\n", **(files or {})}
+    return dict.fromkeys(contents, "100644"), contents
+
+
+# Regular expressions that make re.compile raise OverflowError and RecursionError.
+_REGEX_FLOW = (b"start: a\nnodes:\n  a: {type: collect, variable: v, prompt: p, transitions: ["
+               b"{regex: 'a{99999999999}', to: a}, {regex: '" + b"(" * 5000 + b")" * 5000
+               + b"', to: a}, {default: true, to: a}]}\n")
+
+
 SETTINGS = st.one_of(st.none(), st.dictionaries(
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
     st.one_of(st.booleans(), st.integers(), TEXT), max_size=4))
@@ -635,6 +683,12 @@ SETTINGS = st.one_of(st.none(), st.dictionaries(
 @PROPERTY
 @given(agent_dirs(), SETTINGS, st.sampled_from(ENVIRONMENTS),
        st.sampled_from(["support-bot", "other-bot", "Support-Bot"]))
+@example(_agent_dir(GOOD_AGENT + b"flows: [flows/main.yaml]\nvariables: {v: {type: string}}\n",
+                   {"flows/main.yaml": _REGEX_FLOW}), None, "development", "support-bot")
+@example(_agent_dir(GOOD_AGENT + b"on: [chat]\n2: two\n~: none\nknowledge_base: {yes: 1}\n"
+                    b"intents: {2024-01-01: {examples: [a]}}\n"), None, "staging", "support-bot")
+@example(_agent_dir(GOOD_AGENT.replace(b"\n", b"\r") + b'"a\\u2028b\\x85c": {"d\\re": 1}\r',
+                    {"notes\n.md": b"sk-live-" + b"a" * 24}), {}, "production", "support-bot")
 def test_validate_of_a_generated_agent_directory_is_a_list_of_findings(
         agent: tuple[dict[str, str], dict[str, bytes]], values: dict[str, Any] | None,
         env: str, name: str) -> None:
@@ -651,21 +705,20 @@ def test_validate_of_a_generated_agent_directory_is_a_list_of_findings(
         assert any(f.severity == "error" for f in result)
 
 
-GOOD_AGENT = (b"name: support-bot\ndescription: Answers billing questions\n"
-              b"model: {provider: openai, name: gpt-4o-mini}\nsystem_prompt: prompts/system.md\n")
-
-
-@pytest.mark.parametrize("extra", [
-    b"on: [chat, voice]\n",                 # YAML 1.1: the key is True
-    b"1: one\n",
-    b"null: nothing\n",
-    b"greeting: 0x" + b"f" * 4000 + b"\n",  # a 4,816-digit integer where a string belongs
-], ids=["key-on", "key-int", "key-null", "huge-int"])
-def test_validate_non_string_keys_and_huge_integers_are_findings(extra: bytes) -> None:
+@pytest.mark.parametrize(("extra", "says"), [
+    (b"on: [chat, voice]\n", "key True is not text"),  # YAML 1.1: the key is True
+    (b"1: one\n", "key 1 is not text"),
+    (b"null: nothing\n", "key None is not text"),
+    (b"x-mine: {on: 1}\nmodel2:\n  yes: 1\n", "key True is not text"),  # x- values are free
+    # a 4,816-digit integer where a string belongs
+    (b"greeting: 0x" + b"f" * 4000 + b"\n", "an integer has more than 4300 digits"),
+], ids=["key-on", "key-int", "key-null", "nested-key-yes", "huge-int"])
+def test_validate_non_string_keys_and_huge_integers_are_findings(extra: bytes, says: str) -> None:
     files = {"agent.yaml": GOOD_AGENT + extra, "prompts/system.md": b"hi\n"}
     result = validate("support-bot", dict.fromkeys(files, "100644"), files.__getitem__, {},
                       "development")
-    assert any(f.severity == "error" and f.file == "agent.yaml" for f in result)
+    assert [(f.severity, f.file, f.line) for f in result if says in f.message] == [
+        ("error", "agent.yaml", 5 + extra.count(b"\n") - 1)], result
 
 
 @pytest.mark.parametrize("files", [
@@ -991,6 +1044,27 @@ def test_a_sha256_repository_runs_the_whole_workflow(tmp_path: Path) -> None:
         assert sl(org, *args).code == OK, args
     assert git(org, "status", "--porcelain") == ""
     git(org, "fsck", "--strict")
+
+
+@pytest.mark.parametrize("name", ["a\u2028b", "a\x85b", "main\u00a0"],
+                         ids=["line-separator", "next-line", "no-break-space"])
+def test_a_branch_named_with_a_unicode_line_break_or_space_is_pushed(tmp_path: Path,
+                                                                      name: str) -> None:
+    """git allows any non-ASCII character in a ref name; the hook reads its stdin by
+    lines that end at \\n, so it neither splits such a name nor trims it to another."""
+    server = make_org(tmp_path / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(server)).code == OK
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(server), str(work))
+    (work / PRD).mkdir(parents=True)
+    (work / PRD / "notes.md").write_text("not through the workflow\n")
+    commit_all(work, "alice", "A hand edit of production, on another branch")
+    pushed = subprocess.run(["git", "push", "origin", f"HEAD:refs/heads/{name}"], cwd=work,
+                            capture_output=True, text=True,
+                            env={**os.environ, "REMOTE_USER": "alice"})
+    assert pushed.returncode == 0, pushed.stderr
+    assert git(server, "rev-parse", f"refs/heads/{name}") == git(work, "rev-parse", "HEAD")
+    assert git(server, "rev-parse", "refs/heads/main") == git(work, "rev-parse", "HEAD~1")
 
 
 def test_a_sha256_server_enforces_its_hook(tmp_path: Path) -> None:

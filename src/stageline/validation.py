@@ -154,9 +154,11 @@ class _Checker:
         # them (jsonschema's patterns cannot read them).
         odd = list(_odd_keys(doc, ()))
         for place in odd:
+            parent = key_path(place[:-1])
             self.error(path, _line(lines, list(place)),
-                       f"{key_path(place)}: key {show(place[-1])} is not text (YAML reads unquoted "
-                       "on, off, yes, no, null, numbers and dates as values); quote it")
+                       f"{parent + ': ' if parent else ''}key {show(place[-1])} is not text (YAML "
+                       "reads unquoted on, off, yes, no, null, numbers and dates as values); "
+                       "quote it")
         if odd:
             doc = _text_keys_only(doc, top=True)
         valid = not odd

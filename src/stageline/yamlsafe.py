@@ -183,10 +183,11 @@ def printable(text: str) -> str:
 
 
 def show(value: Any) -> str:
-    """A value from a YAML file for a message: as Python writes it (text quoted, line
-    breaks escaped), on one line of at most 80 characters, and never failing."""
+    """A value from a YAML file for a message: text and collections as Python writes
+    them (text quoted, line breaks escaped), other values plainly (``True``, ``2``,
+    ``2024-01-01``); on one line of at most 80 characters, and never failing."""
     try:
-        text = repr(value)
+        text = repr(value) if isinstance(value, (str, bytes, list, dict)) else str(value)
     except ValueError:  # an integer too long to write (the loader refuses them)
         text = f"<a {type(value).__name__} too long to show>"
     return _clip(printable(text))
