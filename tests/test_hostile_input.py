@@ -157,6 +157,23 @@ def test_yaml_load_with_lines_is_load_and_places_every_key(data: bytes) -> None:
 
 
 @PROPERTY
+@given(st.lists(st.lists(st.sampled_from(["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"]),
+                         min_size=1, max_size=3).map("".join), min_size=1, max_size=30),
+       st.lists(st.integers(0, 40), max_size=10))
+@example(["\r", "\n"], [])
+def test_line_numbers_count_lines_as_yaml_does(breaks: list[str], extra: list[int]) -> None:
+    """The secret scanner's and settings check's lines are the YAML parser's lines."""
+    text = "".join(f"k{i:03d}: {i}{brk}" for i, brk in enumerate(breaks))
+    _value, lines = yamlsafe.load_with_lines(text.encode(), "f.yaml")
+    keys = [f"k{i:03d}" for i in range(len(breaks))]
+    offsets = sorted({text.index(k) for k in keys} | {min(e, len(text)) for e in extra})
+    numbered = dict(zip(offsets, yamlsafe.line_numbers(text, offsets), strict=True))
+    assert [numbered[text.index(k)] for k in keys] == [lines[(k,)] for k in keys]
+    assert all(numbered[o] == 1 + len(re.findall("\r\n|[\r\n\x85\u2028\u2029]", text[:o]))
+               - (text[o - 1:o + 1] == "\r\n") for o in offsets)
+
+
+@PROPERTY
 @given(DOCUMENTS, st.sampled_from([None, True, False]))
 def test_yaml_load_reads_back_what_safe_dump_wrote(doc: Any, flow: bool | None) -> None:
     # allow_unicode=False: with it, PyYAML's emitter writes a bare \x85 (NEL) that reads

@@ -28,7 +28,7 @@ MAX_NODES = 200_000
 MAX_INT_DIGITS = min(4300, getattr(sys, "get_int_max_str_digits", lambda: 0)() or 4300)
 _INT_BOUND = 10**MAX_INT_DIGITS
 # The line breaks of YAML 1.1 (PyYAML and libyaml alike): \r\n, \r, \n, NEL, LS, PS.
-_BREAK_RE = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_BREAKS = ("\r", "\n", "\x85", "\u2028", "\u2029")
 _SHOW_LIMIT = 80
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -163,12 +163,14 @@ def line_numbers(text: str, offsets: Iterable[int]) -> Iterator[int]:
     breaks as the YAML parser does (``\\r\\n``, ``\\r``, ``\\n``, NEL, LS and PS), so that
     a file's findings agree on its lines whatever its line endings. One pass over the
     text, however many offsets."""
-    breaks = _BREAK_RE.finditer(text)
-    line, pending = 1, next(breaks, None)
+    line, done = 1, 0
     for offset in offsets:
-        while pending is not None and pending.end() <= offset:
-            line += 1
-            pending = next(breaks, None)
+        # Never end a stretch between the two characters of \r\n: the pair is one break.
+        end = offset - 1 if text.startswith("\r\n", offset - 1) and offset > done else offset
+        if end > done:
+            line += sum(text.count(brk, done, end) for brk in _BREAKS)
+            line -= text.count("\r\n", done, end)
+            done = end
         yield line
 
 
