@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from stageline.progress import Progress
 
 MAX_LINES_SHOWN = 25
-_LINE_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) (\S+)$")
+# A ref name holds no ASCII control character or space, but may hold any other character,
+# Unicode spaces and line breaks (NBSP, NEL, U+2028) included.
+_LINE_RE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ([^\x00-\x20\x7f]+)")
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,14 @@ class RefUpdate:
 
 
 def parse_updates(text: str) -> list[RefUpdate]:
-    """The pre-receive stdin: ``<old> <new> <ref>`` lines; anything else is refused."""
+    """The pre-receive stdin: ``<old> <new> <ref>`` lines; anything else is refused.
+    Lines end at a line feed only (a carriage return before it is dropped): ``splitlines``
+    or a Unicode ``strip`` would cut or trim ref names that hold NEL, U+2028 or NBSP."""
     updates = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line.strip():
             continue
-        match = _LINE_RE.match(line.strip())
+        match = _LINE_RE.fullmatch(line.strip(" \t\r"))
         if not match:
             raise UsageError(f"cannot read the ref update {line[:80]!r}.")
         old, new, ref = match.groups()

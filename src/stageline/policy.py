@@ -85,6 +85,27 @@ class Policy:
         )
 
 
+# What ``git check-ref-format --branch`` refuses (git-check-ref-format(1)): control
+# characters, space, DEL, ~ ^ : ? * [ and backslash; "..", "//" and "@{"; a leading "-"
+# or "/"; a trailing "/" or "."; a component that starts with "." or ends with ".lock".
+_NOT_A_BRANCH_RE = re.compile(
+    r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|\A[-/]|[/.]\Z|(\A|/)\.|\.lock(/|\Z)")
+
+
+def is_branch_name(name: str) -> bool:
+    """Whether ``name`` is a branch name git accepts, by the rules of
+    ``git check-ref-format --branch`` (no git process): not empty, not ``HEAD``, UTF-8
+    text without what ``_NOT_A_BRANCH_RE`` matches. Stageline also refuses names that
+    start with ``refs/``: ``refs/tags/v1`` is another kind of ref, not a branch."""
+    if not name or name == "HEAD" or name.startswith("refs/") or _NOT_A_BRANCH_RE.search(name):
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no ref name git reports can equal it
+        return False
+    return True
+
+
 def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     """Parse and validate a policy; any problem is one sentence and exit 5."""
     try:
@@ -103,10 +124,9 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     # "refs/heads/main" means main; a pattern or another kind of ref would protect nothing.
     branches = [b.strip().removeprefix("refs/heads/") for b in branches]
     for branch in branches:
-        if branch.startswith("refs/") or any(c in branch for c in "*?[\\ ~^:") or \
-                branch.endswith((".lock", "/")) or ".." in branch:
-            raise PolicyError(f"{source}: {branch!r} is not a branch name; list branches "
-                              "by name, such as main.")
+        if not is_branch_name(branch):
+            raise PolicyError(f"{source}: {yamlsafe.show(branch)} is not a branch name; list "
+                              "branches by name, such as main.")
     members = _members(doc.get("members"), source)
     separation = doc.get("separation_of_duties", True)
     if not isinstance(separation, bool):
@@ -203,7 +223,8 @@ def _members(raw: Any, source: str) -> dict[str, Member]:
     emails: dict[str, str] = {}
     for member_id, spec in raw.items():
         if not isinstance(member_id, str) or not MEMBER_ID_RE.fullmatch(member_id):
-            raise PolicyError(f"{source}: {member_id!r} is not a valid member id (a login name).")
+            raise PolicyError(f"{source}: {yamlsafe.show(member_id)} is not a valid member id "
+                              "(a login name).")
         if not isinstance(spec, dict):
             raise PolicyError(f"{source}: member {member_id} must have name, email and roles.")
         email = spec.get("email")
@@ -222,7 +243,8 @@ def _members(raw: Any, source: str) -> dict[str, Member]:
             raise PolicyError(f"{source}: member {member_id} needs a list of roles.")
         for role in roles:
             if role not in ROLES:
-                raise PolicyError(f"{source}: member {member_id} has unknown role {role!r}; "
+                raise PolicyError(f"{source}: member {member_id} has unknown role "
+                                  f"{yamlsafe.show(role)}; "
                                   f"roles are {', '.join(ROLES)}.")
         members[member_id] = Member(member_id, name.strip(), email, frozenset(roles))
     return members

@@ -8,12 +8,14 @@ is written once.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from stageline import yamlsafe
 from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS, POLICY_FILE, is_agent_name
-from stageline.policy import Member, Policy
+from stageline.policy import MEMBER_ID_RE, Member, Policy
 
 EDIT_DEVELOPMENT = "edit-development"
 CREATE_AGENT = "create-agent"
@@ -125,6 +127,9 @@ def classify(path: str) -> Area:
     return Area("other")
 
 
+_HEX_RE = re.compile(r"[0-9a-f]+")
+
+
 @dataclass(frozen=True)
 class Approval:
     agent: str
@@ -135,7 +140,12 @@ class Approval:
 
 
 def parse_approval(data: bytes, source: str) -> Approval | str:
-    """An approval record, or one sentence saying why it is not one."""
+    """An approval record, or one sentence saying why it is not one.
+
+    Every field has the shape ``stageline mark-ready`` writes: an agent name, a
+    hexadecimal tree id, a member id, a timestamp (text, or a YAML timestamp written
+    unquoted) and ``tests: {passed: N, ...}``; anything else is refused here, so that no
+    other value (a line break in a name, a 5,000-digit number) reaches a message."""
     try:
         doc: Any = yamlsafe.load(data, source)
     except yamlsafe.YamlError as exc:
@@ -143,16 +153,27 @@ def parse_approval(data: bytes, source: str) -> Approval | str:
     if not isinstance(doc, dict):
         return f"{source} must be a mapping"
     fields = {}
-    for key in ("agent", "staging_tree", "marked_by"):
+    for key, valid, what in (("agent", is_agent_name, "an agent name"),
+                             ("staging_tree", _HEX_RE.fullmatch, "a tree id"),
+                             ("marked_by", MEMBER_ID_RE.fullmatch, "a member id")):
         value = doc.get(key)
         if not isinstance(value, str) or not value:
             return f"{source} has no {key}"
+        if not valid(value):
+            return f"{source}: {key} {yamlsafe.show(value)} is not {what}"
         fields[key] = value
     marked_at = doc.get("marked_at", "")
-    tests = doc.get("tests")
+    if isinstance(marked_at, date):  # datetime too: ``marked_at: 2026-11-28T14:00:00Z``
+        marked_at = marked_at.isoformat()
+    elif not isinstance(marked_at, str):
+        return f"{source}: marked_at {yamlsafe.show(marked_at)} is not a date and time"
+    tests = {} if doc.get("tests") is None else doc["tests"]
     passed = tests.get("passed") if isinstance(tests, dict) else None
-    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], str(marked_at),
-                    passed if isinstance(passed, int) else None)
+    if not isinstance(tests, dict) or not (passed is None or (
+            isinstance(passed, int) and not isinstance(passed, bool) and passed >= 0)):
+        return f"{source}: tests must be {{passed: N, failed: N}} with whole numbers"
+    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], marked_at,
+                    passed)
 
 
 def approval_problem(approval: Approval | str | None, agent: str, staging_tree: str | None) -> \

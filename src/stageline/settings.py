@@ -42,13 +42,15 @@ def parse_settings(data: bytes | None, env: str) -> tuple[dict[str, Any], str | 
         return {}, f"{source} must map setting names to values."
     for name, value in doc.items():
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            return {}, f"{source}: {name!r} is not a setting name (letters, digits, _)."
+            return {}, f"{source}: {yamlsafe.show(name)} is not a setting name (letters, digits, _)."
         if not isinstance(value, (str, int, float, bool)):
             return {}, f"{source}: {name} must be a plain value (text, number or boolean)."
     return dict(doc), None
 
 
 def references(text: str) -> list[tuple[str, int]]:
-    """``(NAME, line)`` of every ``${settings.NAME}`` in a text."""
-    return [(m.group(1), text.count("\n", 0, m.start()) + 1)
-            for m in REFERENCE_RE.finditer(text)]
+    """``(NAME, line)`` of every ``${settings.NAME}`` in a text, lines counted as YAML
+    counts them (``yamlsafe.line_numbers``)."""
+    matches = list(REFERENCE_RE.finditer(text))
+    lines = yamlsafe.line_numbers(text, (m.start() for m in matches))
+    return [(m.group(1), line) for m, line in zip(matches, lines, strict=True)]

@@ -30,6 +30,7 @@ from typing import Any
 from stageline import yamlsafe
 from stageline.layout import AGENT_FILE, inside_agent
 from stageline.settings import REFERENCE_RE, references, settings_path
+from stageline.yamlsafe import key_path, show
 
 REGULAR_MODES = frozenset({"100644", "100755"})
 MAX_SCAN_BYTES = 25 * 1024 * 1024
@@ -63,10 +64,12 @@ class Finding:
     message: str
 
     def text(self, agent: str) -> str:
+        """One line, whatever the file name or message holds (line breaks are escaped):
+        a finding can neither span lines nor forge another ``agent/file:line`` line."""
         where = f"{agent}/{self.file}" if self.file else agent
         if self.line:
             where += f":{self.line}"
-        return f"{where}: {self.severity}: {self.message}"
+        return yamlsafe.printable(f"{where}: {self.severity}: {self.message}")
 
     def to_json(self, agent: str) -> dict[str, Any]:
         return {"agent": agent, "severity": self.severity, "file": self.file,
@@ -146,18 +149,30 @@ class _Checker:
             self.error(path, int(match.group(1)) if match else None,
                        str(exc).removeprefix(f"{path} ").rstrip("."))
             return None
-        valid = True
+        # YAML 1.1 reads unquoted on, yes, null, 1 or 2024-01-01 as other values than text;
+        # as keys they are errors of their own, and the schema checks the document without
+        # them (jsonschema's patterns cannot read them).
+        odd = list(_odd_keys(doc, ()))
+        for place in odd:
+            parent = key_path(place[:-1])
+            self.error(path, _line(lines, list(place)),
+                       f"{parent + ': ' if parent else ''}key {show(place[-1])} is not text (YAML "
+                       "reads unquoted on, off, yes, no, null, numbers and dates as values); "
+                       "quote it")
+        if odd:
+            doc = _text_keys_only(doc, top=True)
+        valid = not odd
         for err in sorted(_validator(f"{schema}.schema.json").iter_errors(doc),
-                          key=lambda e: [str(p) for p in e.absolute_path]):
+                          key=lambda e: key_path(e.absolute_path)):
             valid = False
             where = list(err.absolute_path)
             if err.validator == "additionalProperties" and isinstance(err.instance, dict):
                 for extra in _unknown_keys(err.instance, err.schema):
                     at = [*where, extra]
                     self.error(path, _line(lines, at),
-                               f"{'.'.join(str(p) for p in at)}: unknown key {extra!r}")
+                               f"{key_path(at)}: unknown key {show(extra)}")
                 continue
-            key = ".".join(str(p) for p in where) or "(document)"
+            key = key_path(where) or "(document)"
             if where and str(where[-1]) in ("token", "password", "api_key"):
                 self.secret_lines.add((path, _line(lines, where)))
             self.error(path, _line(lines, where), f"{key}: {_message(err)}")
@@ -168,7 +183,7 @@ class _Checker:
             return
         if isinstance(doc.get("name"), str) and doc["name"] != self.agent:
             self.error(AGENT_FILE, lines.get(("name",)),
-                       f"name is {doc['name']!r} but the directory is {self.agent!r}")
+                       f"name is {show(doc['name'])} but the directory is {show(self.agent)}")
         refs: list[tuple[Any, tuple[Any, ...], str]] = [
             (doc.get("system_prompt"), ("system_prompt",), "system_prompt")]
         flows: list[Any] = doc["flows"] if isinstance(doc.get("flows"), list) else []
@@ -185,7 +200,7 @@ class _Checker:
             if self.has(ref) is None:
                 outside = inside_agent(ref) is None
                 self.error(AGENT_FILE, _line(lines, list(where)),
-                           f"{what} {ref!r} " + ("is not a path inside the agent directory"
+                           f"{what} {show(ref)} " + ("is not a path inside the agent directory"
                                                  if outside else "does not exist"))
         intents = set(doc.get("intents") or {}) if isinstance(doc.get("intents"), dict) else set()
         variables = set(doc.get("variables") or {}) if isinstance(doc.get("variables"),
@@ -197,7 +212,7 @@ class _Checker:
             path = self.has(ref)
             if path is not None and not path.endswith((".yaml", ".yml")):
                 self.error(AGENT_FILE, _line(lines, ["flows", i]),
-                           f"flow {ref!r} must be a YAML file (.yaml or .yml)")
+                           f"flow {show(ref)} must be a YAML file (.yaml or .yml)")
             elif path is not None:
                 flow = self.load(path, "flow")
                 if flow is not None:
@@ -210,11 +225,12 @@ class _Checker:
             return
         start = flow.get("start")
         if not _among(start, nodes):
-            self.error(path, lines.get(("start",)), f"the start node {start!r} does not exist")
+            self.error(path, lines.get(("start",)), f"the start node {show(start)} does not exist")
         edges: dict[str, list[str]] = {}
         for name, node in nodes.items():
             if not isinstance(node, dict):
                 continue
+            node_name = key_path((name,))
             targets: list[tuple[Any, tuple[Any, ...]]] = []
             if "next" in node:
                 targets.append((node["next"], ("nodes", name, "next")))
@@ -226,31 +242,33 @@ class _Checker:
                 targets.append((tr.get("to"), ("nodes", name, "transitions", i, "to")))
                 at = _line(lines, ["nodes", name, "transitions", i])
                 if "intent" in tr and not _among(tr["intent"], intents):
-                    self.error(path, at, f"node {name}: intent {tr['intent']!r} is not declared "
-                                         "in agent.yaml")
-                if "regex" in tr:
+                    self.error(path, at, f"node {node_name}: intent {show(tr['intent'])} is not "
+                                         "declared in agent.yaml")
+                if isinstance(tr.get("regex"), str):  # other values: the schema's finding
                     try:
-                        re.compile(str(tr["regex"]))
-                    except re.error as exc:
-                        self.error(path, at, f"node {name}: the regular expression "
-                                             f"{tr['regex']!r} does not compile ({exc})")
+                        re.compile(tr["regex"])
+                    except (re.error, OverflowError, RecursionError) as exc:
+                        # OverflowError: a{99999999999}; RecursionError: deeply nested groups
+                        reason = exc if isinstance(exc, re.error) else type(exc).__name__
+                        self.error(path, at, f"node {node_name}: the regular expression "
+                                             f"{show(tr['regex'])} does not compile ({reason})")
             if node.get("type") == "collect":
                 if not _among(node.get("variable"), variables):
                     self.error(path, _line(lines, ["nodes", name, "variable"]),
-                               f"node {name}: variable {node.get('variable')!r} is not declared "
-                               "in agent.yaml")
+                               f"node {node_name}: variable {show(node.get('variable'))} is not "
+                               "declared in agent.yaml")
                 if not any(isinstance(t, dict) and t.get("default") for t in transitions):
                     self.warning(path, _line(lines, ["nodes", name]),
-                                 f"node {name} has no default transition: the conversation is "
+                                 f"node {node_name} has no default transition: the conversation is "
                                  "stuck when nothing matches")
             if node.get("type") == "tool" and not _among(node.get("tool"), tools):
                 self.error(path, _line(lines, ["nodes", name, "tool"]),
-                           f"node {name}: tool {node.get('tool')!r} is not an integration of "
+                           f"node {node_name}: tool {show(node.get('tool'))} is not an integration of "
                            "agent.yaml")
             for target, where in targets:
                 if not _among(target, nodes):
                     self.error(path, _line(lines, list(where)),
-                               f"node {name} goes to {target!r}, which does not exist")
+                               f"node {node_name} goes to {show(target)}, which does not exist")
             edges[name] = [t for t, _w in targets if _among(t, nodes)]
         if _among(start, nodes):
             seen, todo = {start}, [start]
@@ -262,7 +280,8 @@ class _Checker:
             for name in nodes:
                 if name not in seen:
                     self.warning(path, _line(lines, ["nodes", name]),
-                                 f"node {name} cannot be reached from {start}")
+                                 f"node {key_path((name,))} cannot be reached from "
+                                 f"{key_path((start,))}")
 
     def scan_all(self) -> None:
         for path, mode in sorted(self.modes.items()):
@@ -273,10 +292,11 @@ class _Checker:
                 continue
             text = data.decode("utf-8", "replace")
             for label, pattern in SECRET_PATTERNS:
-                for match in pattern.finditer(text):
-                    self.secret(path, text.count("\n", 0, match.start()) + 1,
-                               f"this looks like {label}; keep secrets out of the repository "
-                               "and refer to them ({secret: NAME} or ${settings.NAME})")
+                starts = (match.start() for match in pattern.finditer(text))
+                for line in yamlsafe.line_numbers(text, starts):
+                    self.secret(path, line,
+                                f"this looks like {label}; keep secrets out of the repository "
+                                "and refer to them ({secret: NAME} or ${settings.NAME})")
             if path.endswith((".yaml", ".yml")):
                 self.scan_keys(path, data)
             for name, line in references(text):
@@ -295,7 +315,7 @@ class _Checker:
                 isinstance(value, (int, float)) and not isinstance(value, bool))
             if isinstance(key, str) and _secret_key(key) and literal:
                 self.secret(path, _line(lines, list(where)),
-                           f"{'.'.join(str(p) for p in where)} holds a literal value; secrets "
+                           f"{key_path(where)} holds a literal value; secrets "
                            "are references only ({secret: NAME} or ${settings.NAME})")
 
 
@@ -318,6 +338,30 @@ def _walk(value: Any, where: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...],
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _walk(item, (*where, i))
+
+
+def _odd_keys(value: Any, where: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    """The path of every mapping key that is not text, except inside the values of
+    top-level ``x-`` extension keys (free for any use)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield (*where, key)
+            elif where or not key.startswith("x-"):
+                yield from _odd_keys(item, (*where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _odd_keys(item, (*where, i))
+
+
+def _text_keys_only(value: Any, top: bool = False) -> Any:
+    """A copy of a document without the keys ``_odd_keys`` names."""
+    if isinstance(value, dict):
+        return {k: v if top and k.startswith("x-") else _text_keys_only(v)
+                for k, v in value.items() if isinstance(k, str)}
+    if isinstance(value, list):
+        return [_text_keys_only(v) for v in value]
+    return value
 
 
 def _among(value: Any, names: Any) -> bool:
