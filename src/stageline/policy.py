@@ -131,19 +131,12 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     separation = doc.get("separation_of_duties", True)
     if not isinstance(separation, bool):
         raise PolicyError(f"{source}: separation_of_duties must be true or false.")
-    identity_env = DEFAULT_IDENTITY_ENV
+    identity_env: tuple[str, ...] = DEFAULT_IDENTITY_ENV
     identity = doc.get("identity")
     if identity is not None:
         env_list = identity.get("env") if isinstance(identity, dict) else None
-        if (not isinstance(env_list, list) or not env_list
-                or not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)
-                           for v in env_list)):
-            raise PolicyError(f"{source}: identity.env must be a non-empty list of variable names.")
-        client_set = [v for v in env_list if v.upper().startswith("GIT_")]
-        if client_set:
-            raise PolicyError(f"{source}: identity.env may not name {client_set[0]}: GIT_* "
-                              "variables can come from the pushing client.")
-        identity_env = tuple(env_list)
+        identity_env = _env_names(env_list, "identity.env", source,
+                                  "GIT_* variables can come from the pushing client")
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
                   identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
                   service_accounts=_service_accounts(doc.get("service_accounts"), members,
@@ -172,14 +165,18 @@ def _ci_actor_env(raw: Any, source: str) -> tuple[str, ...]:
                           "actor_env.")
     if "actor_env" not in raw:
         return ()
-    names = raw["actor_env"]
+    return _env_names(raw["actor_env"], "ci.actor_env", source,
+                      "GIT_* variables are git's own, not the CI system's")
+
+
+def _env_names(names: Any, key: str, source: str, why_not_git: str) -> tuple[str, ...]:
+    """A non-empty list of environment variable names, none of them git's own ``GIT_*``."""
     if (not isinstance(names, list) or not names
             or not all(isinstance(v, str) and ENV_NAME_RE.fullmatch(v) for v in names)):
-        raise PolicyError(f"{source}: ci.actor_env must be a non-empty list of variable names.")
+        raise PolicyError(f"{source}: {key} must be a non-empty list of variable names.")
     client_set = [v for v in names if v.upper().startswith("GIT_")]
     if client_set:
-        raise PolicyError(f"{source}: ci.actor_env may not name {client_set[0]}: GIT_* "
-                          "variables are git's own, not the CI system's.")
+        raise PolicyError(f"{source}: {key} may not name {client_set[0]}: {why_not_git}.")
     return tuple(names)
 
 
