@@ -681,11 +681,14 @@ class Store:
         dirty = [rec[3:].decode("utf-8", "surrogateescape")
                  for rec in out.split(b"\0") if len(rec) > 3]
         tracked = self.listing(head, paths) if head else {}
-        extra = [p for p in self.work_files(paths) if p not in tracked]
-        if extra:
-            out = self.run("ls-files", "-z", "--others", "--exclude-standard", "--", *extra)
-            dirty += [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
-        return dirty
+        return dirty + self.untracked([p for p in self.work_files(paths) if p not in tracked])
+
+    def untracked(self, files: Sequence[str]) -> list[str]:
+        """Those of ``files`` that the index does not have and that are not ignored."""
+        if not files:
+            return []
+        out = self.run("ls-files", "-z", "--others", "--exclude-standard", "--", *files)
+        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
     def listing(self, commit: str, paths: Sequence[str]) -> dict[str, str]:
         """Every file of ``commit`` under ``paths``: path → ``"<mode> <object id>"``."""
@@ -898,10 +901,12 @@ class Store:
                 if stage != "0" or all(side.get(path) != oid for side in blobs):
                     changed.append(path)
         found: dict[str, str] = {}
-        files = []
+        files, unknown = [], []
         for path in self.work_files(paths):
             full = self.work_tree / path
-            if path not in known or "\n" in path:
+            if path not in known:
+                unknown.append(path)  # an ignored file is no one's edit, as for an action
+            elif "\n" in path:
                 changed.append(path)
             elif full.is_symlink():
                 found[path] = self._blob_id(os.readlink(full).encode("utf-8", "surrogateescape"))
@@ -916,6 +921,7 @@ class Store:
             found.update(zip(files, out.decode().split(), strict=True))
         changed += [path for path, oid in found.items()
                     if oid and all(side.get(path) != oid for side in blobs)]
+        changed += self.untracked(unknown)
         return _PendingState(sorted(set(changed)), set(indexed), set(wanted),
                              indexed == wanted and found == blobs[0])
 
