@@ -66,6 +66,7 @@ class Summary:
     trials: int = 0
     killed_before: int = 0  # killed before the branch moved
     killed_after: int = 0  # killed after the branch moved, before the process ended
+    half_synced: int = 0  # of those, in a clone: killed while the files were being written
     finished: int = 0  # ended on its own before the kill came
     named_locks: int = 0  # lock files a stageline command named, removed before a retry
     stray_locks: list[str] = field(default_factory=list)  # other lock files left by a kill
@@ -80,7 +81,8 @@ class Summary:
             f"uniform(0, {self.typical * 1000:.0f} ms))",
             f"  trials: {self.trials}",
             f"  killed before the ref moved: {self.killed_before}",
-            f"  killed after the ref moved: {self.killed_after}",
+            f"  killed after the ref moved: {self.killed_after}"
+            + (f" ({self.half_synced} while writing the files)" if self.mode == "clone" else ""),
             f"  finished before the kill: {self.finished}",
             f"  lock files named by stageline and removed: {self.named_locks}",
             f"  other lock files left by the kill: {len(self.stray_locks)}"
@@ -203,7 +205,7 @@ def recover(repo: Repo, summary: Summary) -> str | None:
     return "status still refuses after removing the lock files it named"
 
 
-def classify(repo: Repo) -> str:
+def classify(repo: Repo) -> dict[str, int]:
     """How many files under the pending record's paths hold the old content, the new, both
     (unchanged), none (missing where both commits have it) or something else."""
     record = json.loads((repo.git_dir / JOURNAL).read_text())
@@ -219,7 +221,12 @@ def classify(repo: Repo) -> str:
         at = [side for side in ("old", "new") if blobs[side].get(path) == oid]
         counts["both" if len(at) == 2 else at[0] if at else
                "neither" if oid else "missing"] += 1
-    return ", ".join(f"{k} {n}" for k, n in counts.items() if n)
+    return counts
+
+
+def half_written(counts: dict[str, int]) -> bool:
+    """Whether a killed sync had written some of the files and not others."""
+    return bool(counts["missing"] or counts["neither"] or (counts["old"] and counts["new"]))
 
 
 def settled(repo: Repo, when: str) -> list[str]:
@@ -273,6 +280,8 @@ def trial(repo: Repo, delay: float, summary: Summary) -> list[str]:
             problems.append("the promotion ended well but main did not move")
     elif moved:
         summary.killed_after += 1
+        if not repo.bare and (repo.git_dir / JOURNAL).exists() and half_written(classify(repo)):
+            summary.half_synced += 1
     else:
         summary.killed_before += 1
 
@@ -280,7 +289,9 @@ def trial(repo: Repo, delay: float, summary: Summary) -> list[str]:
     if failure:
         problems.append(failure)
         if not repo.bare and (repo.git_dir / JOURNAL).exists():
-            problems.append(f"the files of the interrupted update: {classify(repo)}")
+            counts = classify(repo)
+            problems.append("the files of the interrupted update: "
+                            + ", ".join(f"{k} {n}" for k, n in counts.items() if n))
     if repo.out("rev-parse", "refs/heads/main") != new:
         problems.append("stageline status moved main")
     problems += settled(repo, "after status")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -376,6 +378,17 @@ def test_an_edit_after_a_sync_killed_half_way_is_kept(templates: Templates, tmp_
     else:
         assert mine.read_text() == "my edit\n"
     assert tip(repo) == new
+
+    # what the message says to do finishes the update
+    advice = re.search(r"move (?:it|them) out of the way, then run '(git restore [^']+)'",
+                       refused.err)
+    assert advice, refused.err
+    mine.unlink(missing_ok=True)
+    git(repo, *shlex.split(advice.group(1))[1:])
+    assert sl(repo, "status").code == OK
+    assert not journal(repo, "clone").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert_done(repo, "promote-staging", templates)
 
 
 def test_a_busy_index_stops_an_action_before_anything_changes(templates: Templates,

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -868,16 +869,19 @@ class Store:
                 self.clear_journal()
                 return
             state = self._pending_state(None if is_null_oid(old) else old, new, paths)
+            # a pathspec must match the new commit or the index, or git refuses it
+            known = [p for p in paths if any(f == p or f.startswith(f"{p}/")
+                                             for f in state.indexed | state.wanted)]
             if state.changed:
                 first, more = state.changed[0], len(state.changed) - 1
+                which = f"{first} (and {more} more)" if more else first
                 raise Blocked(f"an interrupted stageline update of {', '.join(paths)} cannot "
-                              f"be finished because {first}{f' (and {more} more)' if more else ''}"
-                              " changed since; keep what you need of it, then run 'git restore "
-                              f"--source=HEAD --staged --worktree -- {' '.join(paths)}'.")
+                              f"be finished because {which} changed since; keep what you need, "
+                              f"move {'them' if more else 'it'} out of the way, then run 'git "
+                              "restore --source=HEAD --staged --worktree -- "
+                              f"{' '.join(shlex.quote(p) for p in known)}'.")
             if not state.current:
-                # a pathspec must match the new commit or the index, or git refuses it
-                self.sync_paths(new, [p for p in paths if any(
-                    f == p or f.startswith(f"{p}/") for f in state.indexed | state.wanted)])
+                self.sync_paths(new, known)
             self.clear_journal()
 
     def _pending_state(self, old: str | None, new: str, paths: Sequence[str]) -> _PendingState:
