@@ -426,6 +426,29 @@ def test_the_lock_of_a_running_stageline_process_is_waited_for(templates: Templa
     assert tip(repo) == old
 
 
+def test_a_kill_while_taking_the_index_lock_leaves_no_lock(templates: Templates,
+                                                          tmp_path: Path) -> None:
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    old = tip(repo)
+    proc = run_cli(repo, *argv_of("promote-staging", templates), actor="alice",
+                   crash_at="before-index-lock")
+    assert proc.returncode == -9
+    # the lock is made whole before it appears: never an empty one that looks like git's
+    assert not index_lock(repo).exists()
+    assert tip(repo) == old
+    (left,) = (repo / ".git").glob("stageline-lock-*")
+    live = repo / ".git" / f"stageline-lock-{os.getpid()}"  # a process taking the lock now
+    live.write_bytes(f"stageline pid={os.getpid()} host={socket.gethostname()}\n".encode())
+
+    assert sl(repo, "status").code == OK
+    assert not left.exists()  # the dead process's mark is cleared away
+    assert live.exists()  # a live one is not
+    live.unlink()
+    assert sl(repo, "promote", AGENT, "--to", "staging", actor="alice").code == OK
+    assert_done(repo, "promote-staging", templates)
+    assert list((repo / ".git").glob("stageline-lock-*")) == []
+
+
 def test_the_lock_of_a_dead_stageline_process_is_taken_over(templates: Templates,
                                                             tmp_path: Path) -> None:
     repo = prepared(templates, "promote-staging", "clone", tmp_path)

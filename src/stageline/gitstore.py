@@ -768,7 +768,7 @@ class Store:
         deadline = time.monotonic() + float(os.environ.get("STAGELINE_LOCK_WAIT", "10"))
         while True:
             try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._create_lock(lock, mark)
                 break
             except FileExistsError:
                 if self._drop_stale_lock():
@@ -780,31 +780,51 @@ class Store:
                                   f"git process is running, then {then}.") from None
                 time.sleep(0.05)
         try:
-            os.write(fd, mark)
-        finally:
-            os.close(fd)
-        try:
             yield
         finally:
             self._remove_scratch()
             if _read_head(lock) == mark:
                 lock.unlink(missing_ok=True)
 
+    def _create_lock(self, lock: Path, mark: bytes) -> None:
+        """Create ``lock`` holding ``mark``, or raise FileExistsError.
+
+        The mark is written under a name of this process's own, which is then
+        hard-linked to the lock's (failing if it exists): the lock never exists
+        empty, as a lock created and then written would if the process were
+        killed in between, and an empty lock is what a starting git process
+        makes, which must never be taken over.
+        """
+        own = self.git_dir / f"stageline-lock-{os.getpid()}"
+        own.write_bytes(mark)
+        try:
+            crash_point("before-index-lock")
+            os.link(own, lock)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (or the index elsewhere): create, then write
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, mark)
+            finally:
+                os.close(fd)
+        finally:
+            own.unlink(missing_ok=True)
+
     def _drop_stale_lock(self) -> bool:
         """Remove an index lock that a stageline process on this host left when it was
-        killed (its lock file names it, and it is gone); whether there was one.
+        killed (its lock file names it, and it is gone); whether there was one. The
+        marks such processes wrote and had not yet put in place go as well.
 
         Under such a lock nothing but stageline wrote the index, and what it
         left is either the old index or a complete new one: removing the lock
         loses nothing. A pending update it left is finished under a new lock.
         """
+        for own in self.git_dir.glob("stageline-lock-*"):
+            if _stale(_read_head(own)):
+                own.unlink(missing_ok=True)
         lock = Path(f"{self.index_file}.lock")
-        head = _read_head(lock)
-        match = re.fullmatch(rb"stageline pid=(\d+) host=(\S*)\n", head or b"")
-        if not match or match.group(2).decode("utf-8", "replace") != socket.gethostname():
-            return False
-        pid = int(match.group(1))
-        if pid == os.getpid() or _alive(pid):
+        if not _stale(_read_head(lock)):
             return False
         self._remove_scratch()
         lock.unlink(missing_ok=True)
@@ -948,6 +968,15 @@ def short_ref(ref: str) -> str:
 
 def _lock_mark(pid: int) -> bytes:
     return f"stageline pid={pid} host={socket.gethostname()}\n".encode()
+
+
+def _stale(mark: bytes | None) -> bool:
+    """Whether a lock mark names a stageline process of this host that is gone."""
+    match = re.fullmatch(rb"stageline pid=(\d+) host=(\S*)\n", mark or b"")
+    if not match or match.group(2).decode("utf-8", "replace") != socket.gethostname():
+        return False
+    pid = int(match.group(1))
+    return pid != os.getpid() and not _alive(pid)
 
 
 def _read_head(path: Path) -> bytes | None:
