@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -34,8 +37,10 @@ DEV = f"environments/development/{AGENT}"
 STG = f"environments/staging/{AGENT}"
 PROD = f"environments/production/{AGENT}"
 APPROVAL = f"approvals/{AGENT}.yaml"
-STEPS = ("before-journal", "before-ref-update", "after-ref-update", "after-sync")
-AFTER_REF = ("after-ref-update", "after-sync")
+STEPS = ("before-journal", "before-ref-update", "after-ref-update", "after-worktree",
+         "after-sync")
+AFTER_REF = ("after-ref-update", "after-worktree", "after-sync")
+CLONE_ONLY = ("after-worktree", "after-sync")  # a bare repository has no work tree to sync
 KINDS = ("clone", "bare")
 
 
@@ -152,6 +157,14 @@ def journal(repo: Path, kind: str) -> Path:
     return (repo / ".git" if kind == "clone" else repo) / JOURNAL_NAME
 
 
+def index_lock(repo: Path) -> Path:
+    return repo / ".git" / "index.lock"
+
+
+def scratch_files(repo: Path) -> list[str]:
+    return sorted(p.name for p in (repo / ".git").glob("stageline-index*"))
+
+
 def argv_of(action: str, t: Templates) -> tuple[str, ...]:
     return tuple(a.replace("{v1}", t.v1) for a in ACTIONS[action].argv)
 
@@ -196,8 +209,7 @@ def test_crash_at_every_step(templates: Templates, action: str, step: str, kind:
     old = tip(repo)
 
     proc = run_cli(repo, *argv, actor=spec.actor, crash_at=step)
-    if kind == "bare" and step == "after-sync":
-        # a bare repository has no work tree to sync: the step is never reached
+    if kind == "bare" and step in CLONE_ONLY:
         assert proc.returncode == OK, proc.stderr
     else:
         assert proc.returncode == -9, (proc.returncode, proc.stdout, proc.stderr)
@@ -213,17 +225,21 @@ def test_crash_at_every_step(templates: Templates, action: str, step: str, kind:
     # only a clone keeps a record, from the moment it is written until the work tree follows
     record = journal(repo, kind)
     assert record.exists() == (kind == "clone" and step != "before-journal")
-    if kind == "clone" and step == "after-ref-update":
+    if kind == "clone" and step in ("after-ref-update", "after-worktree"):
         # the index has not caught up (plumbing: 'git status' would refresh the index)
         assert git(repo, "diff-index", "--cached", "--name-only", "HEAD") != ""
+    # a clone's index lock, taken before the work began, stays with the killed process
+    assert index_lock(repo).exists() == (kind == "clone")
 
     # the next command, whatever it is, finishes the interrupted update
     result = sl(repo, "status")
     assert result.code == OK, result.err
     assert not record.exists()
+    assert not index_lock(repo).exists()  # a dead stageline process's lock is taken over
     assert tip(repo) == now
     if kind == "clone":
         assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+        assert scratch_files(repo) == []
     fsck(repo)
 
     # the same action again completes it, or finds nothing left to do
@@ -251,8 +267,10 @@ def test_index_lock_left_by_a_crash_is_named_then_finished(templates: Templates,
     proc = run_cli(repo, *argv_of(action, templates), actor=spec.actor, crash_at=step)
     assert proc.returncode == -9
     new = tip(repo)
-    lock = repo / ".git" / "index.lock"
-    lock.write_bytes(b"")  # as a git process killed along with it would leave it
+    lock = index_lock(repo)
+    # the killed process's own lock would be taken over: this one is another git process's
+    lock.unlink()
+    lock.write_bytes(b"")
 
     refused = sl(repo, "status")
     assert refused.code == BLOCKED
@@ -278,11 +296,6 @@ def crashed_promotion(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
     return repo, tip(repo)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "finish_pending's _matches() runs plumbing 'git diff-index' without refreshing the "
-    "index first: a file whose stat data changed but whose content did not (touched, "
-    "re-saved, copied) counts as changed, so the interrupted update is refused with "
-    "'those paths changed since' although nothing changed"))
 def test_a_touched_but_unchanged_file_does_not_block_finishing(templates: Templates,
                                                                tmp_path: Path) -> None:
     repo, new = crashed_promotion(templates, tmp_path)
@@ -297,32 +310,157 @@ def test_a_touched_but_unchanged_file_does_not_block_finishing(templates: Templa
     assert tip(repo) == new
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a kill during sync_paths (after the ref moved, while 'git restore' rewrites the files: "
-    "git unlinks each file, then writes it, and writes the index last) leaves index.lock, "
-    "some files at the new content, one missing or half-written, the rest old; once the "
-    "named lock is removed, finish_pending refuses because the paths as a whole match "
-    "neither commit ('those paths changed since'): an update stageline half-made itself is "
-    "never finished, and the message blames changes nobody made "
-    "(seen by bench/crash_stress.py --clone)"))
-def test_a_sync_killed_half_way_is_finished(templates: Templates, tmp_path: Path) -> None:
-    repo, new = crashed_promotion(templates, tmp_path)
-    # what the killed 'git restore' left: one file written from the new commit, the next
-    # one unlinked but not yet written again, the index not yet written, its lock still there
-    git(repo, "restore", f"--source={new}", "--worktree", "--", f"{STG}/prompts/system.md")
-    (repo / STG / "knowledge/refunds.md").unlink()
-    lock = repo / ".git" / "index.lock"
-    lock.write_bytes(b"")
+def test_an_ignored_file_does_not_block_finishing(templates: Templates, tmp_path: Path) -> None:
+    # an ignored file never blocks an action, so it must not block finishing one either
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    (repo / ".git" / "info" / "exclude").write_text("*.pyc\n")
+    ignored = repo / STG / "cache.pyc"
+    ignored.write_bytes(b"\0compiled")
+    proc = run_cli(repo, *argv_of("promote-staging", templates), actor="alice",
+                   crash_at="after-ref-update")
+    assert proc.returncode == -9
+    new = tip(repo)
 
-    refused = sl(repo, "status")
-    assert refused.code == BLOCKED
-    assert str(lock) in refused.err
-    lock.unlink()
     result = sl(repo, "status")
     assert result.code == OK, result.err
     assert not journal(repo, "clone").exists()
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert ignored.read_bytes() == b"\0compiled"
+    assert tip(repo) == new
     assert_done(repo, "promote-staging", templates)
+
+
+def half_synced(repo: Path, new: str) -> None:
+    """What a 'git restore' killed half way leaves: one file written from the new commit,
+    one unlinked and not yet written again, one created and not yet written; the index
+    not yet replaced (and its scratch copy's lock still there)."""
+    blob = subprocess.run(["git", "cat-file", "blob", f"{new}:{STG}/prompts/system.md"],
+                          cwd=repo, capture_output=True, check=True).stdout
+    (repo / STG / "prompts/system.md").write_bytes(blob)
+    (repo / STG / "knowledge/refunds.md").unlink()
+    (repo / STG / "agent.yaml").write_bytes(b"")
+    (repo / ".git" / "stageline-index.lock").write_bytes(b"")
+
+
+def test_a_sync_killed_half_way_is_finished(templates: Templates, tmp_path: Path) -> None:
+    repo, new = crashed_promotion(templates, tmp_path)
+    half_synced(repo, new)
+
+    result = sl(repo, "status")
+    assert result.code == OK, result.err
+    assert not journal(repo, "clone").exists()
+    assert not index_lock(repo).exists()
+    assert scratch_files(repo) == []
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert_done(repo, "promote-staging", templates)
+
+
+@pytest.mark.parametrize("edit", ["modified", "untracked", "staged"])
+def test_an_edit_after_a_sync_killed_half_way_is_kept(templates: Templates, tmp_path: Path,
+                                                      edit: str) -> None:
+    repo, new = crashed_promotion(templates, tmp_path)
+    half_synced(repo, new)
+    mine = repo / STG / ("scratch.md" if edit == "untracked" else "knowledge/refunds.md")
+    mine.write_text("my edit\n")  # content neither commit has
+    if edit == "staged":
+        index_lock(repo).unlink()  # the killed process's lock, which stops 'git add'
+        git(repo, "add", "--", str(mine))
+        mine.unlink()  # the index holds the edit, the work tree nothing (as the sync leaves it)
+
+    refused = sl(repo, "status")
+    assert refused.code == BLOCKED
+    assert "changed since" in refused.err
+    assert str(mine.relative_to(repo)) in refused.err
+    assert journal(repo, "clone").exists()  # nothing was given up
+    assert not index_lock(repo).exists()  # and git works, to put the edit aside
+    if edit == "staged":
+        assert git(repo, "show", f":{STG}/knowledge/refunds.md") == "my edit"
+    else:
+        assert mine.read_text() == "my edit\n"
+    assert tip(repo) == new
+
+    # what the message says to do finishes the update
+    advice = re.search(r"move (?:it|them) out of the way, then run '(git restore [^']+)'",
+                       refused.err)
+    assert advice, refused.err
+    mine.unlink(missing_ok=True)
+    git(repo, *shlex.split(advice.group(1))[1:])
+    assert sl(repo, "status").code == OK
+    assert not journal(repo, "clone").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert_done(repo, "promote-staging", templates)
+
+
+def test_a_busy_index_stops_an_action_before_anything_changes(templates: Templates,
+                                                              tmp_path: Path) -> None:
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    old = tip(repo)
+    lock = index_lock(repo)
+    lock.write_bytes(b"")  # a git command at work, or one killed
+
+    refused = sl(repo, "promote", AGENT, "--to", "staging", actor="alice")
+    assert refused.code == BLOCKED
+    assert str(lock) in refused.err
+    assert tip(repo) == old  # the branch did not move
+    assert not journal(repo, "clone").exists()
+    assert lock.read_bytes() == b""  # another process's lock is never removed
+    lock.unlink()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+    assert sl(repo, "promote", AGENT, "--to", "staging", actor="alice").code == OK
+    assert_done(repo, "promote-staging", templates)
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_the_lock_of_a_running_stageline_process_is_waited_for(templates: Templates,
+                                                               tmp_path: Path) -> None:
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    old = tip(repo)
+    lock = index_lock(repo)
+    # as a stageline process that is still running (this one) writes it
+    lock.write_bytes(f"stageline pid={os.getpid()} host={socket.gethostname()}\n".encode())
+    refused = run_cli(repo, "promote", AGENT, "--to", "staging", actor="alice")
+    assert refused.returncode == BLOCKED
+    assert str(lock) in refused.stderr
+    assert lock.exists()
+    assert tip(repo) == old
+
+
+def test_a_kill_while_taking_the_index_lock_leaves_no_lock(templates: Templates,
+                                                          tmp_path: Path) -> None:
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    old = tip(repo)
+    proc = run_cli(repo, *argv_of("promote-staging", templates), actor="alice",
+                   crash_at="before-index-lock")
+    assert proc.returncode == -9
+    # the lock is made whole before it appears: never an empty one that looks like git's
+    assert not index_lock(repo).exists()
+    assert tip(repo) == old
+    (left,) = (repo / ".git").glob("stageline-lock-*")
+    live = repo / ".git" / f"stageline-lock-{os.getpid()}"  # a process taking the lock now
+    live.write_bytes(f"stageline pid={os.getpid()} host={socket.gethostname()}\n".encode())
+
+    assert sl(repo, "status").code == OK
+    assert not left.exists()  # the dead process's mark is cleared away
+    assert live.exists()  # a live one is not
+    live.unlink()
+    assert sl(repo, "promote", AGENT, "--to", "staging", actor="alice").code == OK
+    assert_done(repo, "promote-staging", templates)
+    assert list((repo / ".git").glob("stageline-lock-*")) == []
+
+
+def test_the_lock_of_a_dead_stageline_process_is_taken_over(templates: Templates,
+                                                            tmp_path: Path) -> None:
+    repo = prepared(templates, "promote-staging", "clone", tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock = index_lock(repo)
+    lock.write_bytes(f"stageline pid={gone.stdout.strip()} host={socket.gethostname()}\n"
+                     .encode())
+    assert sl(repo, "promote", AGENT, "--to", "staging", actor="alice").code == OK
+    assert not lock.exists()
+    assert_done(repo, "promote-staging", templates)
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 
 # -- processes racing on one repository ------------------------------------------------------------

@@ -123,7 +123,7 @@ def preview(ws: Workspace, plan: Plan) -> Outcome:
     tree = ws.store.replace(base, plan.changes)
     if tree == base:
         return Outcome(None, "nothing to change.", plan.action, plan.agent, dry_run=True)
-    ws.store.refuse_uncommitted(ws.ref, list(plan.changes))
+    ws.store.refuse_uncommitted(ws.ref, ws.head, list(plan.changes))
     subject = plan.message.partition("\n")[0]
     return Outcome(None, f"would commit '{subject}' on {short_ref(ws.ref)}.", plan.action,
                    plan.agent, dry_run=True,
