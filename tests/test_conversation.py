@@ -248,6 +248,14 @@ def test_a_broken_flow_fails_instead_of_raising() -> None:
         assert any(message in f for f in r.failures), (nodes, r.failures)
 
 
+def test_a_node_name_with_a_line_break_gives_a_one_line_failure() -> None:
+    flow = 'start: "a\\n"\nnodes:\n  "a\\n": {type: dance}\n'
+    r = run_one("turns: [{user: hi}]", flow=flow)
+    assert not r.passed and r.failures
+    assert all("\n" not in f for f in r.failures), r.failures
+    assert "node a\\n has type 'dance'" in r.failures[0]
+
+
 # --- transitions ------------------------------------------------------------------------
 
 

@@ -605,6 +605,9 @@ def run_script(agent: Agent, script: Script, file: str) -> TestResult:
     failures: list[str] = []
 
     def fail(where: str, message: str) -> None:
+        # Node names and values come from the agent's files: a line break in one must not
+        # break a failure into lines.
+        message = yamlsafe.printable(message)
         failures.append(f"{where}: {message}")
         # The transcript carries the failure where it happened, for render_failure.
         convo.transcript.append(f"  ✗ {message}")
