@@ -48,8 +48,7 @@ service_accounts:
 """
 
 HOSTILE = ['support-bot"; touch "$HOME/pwned"; echo "',
-           "$(touch $HOME/pwned)",
-           "--as=olga"]
+           "$(touch $HOME/pwned)"]
 
 
 @dataclass
