@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +21,8 @@ class Globals:
 
 
 def _emit_json(data: Any) -> None:
+    import json  # not on the path of --help
+
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
@@ -264,6 +265,7 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
         since: str | None, push_log: str | None, as_json: bool, fmt: str) -> None:
     """The organization's audit log: promotions, approvals, production pushes, rollbacks
     and policy changes, newest first."""
+    import json
     from pathlib import Path
 
     from stageline.actions import open_workspace
