@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +33,7 @@ BLOB_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 JOURNAL_NAME = "stageline-pending.json"
+PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
 GIT = ("git", "--no-replace-objects")
@@ -348,6 +349,23 @@ class Store:
         info = self.object_info(f"{commit}^{{tree}}")
         return info[0] if info else None
 
+    def subdirectories(self, commit: str, dirs: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The directories directly inside each of ``dirs`` at ``commit``, by name, with
+        their tree ids; one ``ls-tree`` whatever their number (a directory that does not
+        exist, or is no directory, has none). ``dirs`` must not lie inside one another."""
+        result: dict[str, dict[str, str]] = {d: {} for d in dirs}
+        if not dirs:
+            return result
+        out = self.run("ls-tree", "-d", "-z", "--full-tree", commit, "--",
+                       *[f"{d}/" for d in dirs])
+        for record in out.split(b"\0"):
+            meta, _, path = record.partition(b"\t")
+            parent, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
+            _mode, kind, oid = meta.decode().split(" ") if meta else ("", "", "")
+            if parent in result and kind == "tree":
+                result[parent][name] = oid
+        return result
+
     def files(self, tree: str) -> list[tuple[str, str, str]]:
         """Every entry below a tree, recursively: ``(mode, oid, relative path)``.
 
@@ -571,49 +589,78 @@ class Store:
         those that change ``paths`` are kept, root commits always (without
         their changes): cheaper when most commits touch the paths anyway.
         """
+        order = self.rev_list(rev_args, () if prune else paths)
+        if not (with_changes or prune) or not order:
+            return self.read_commits([oid for oid, _parents in order])
+        # diff-tree and cat-file run side by side: the two cores share the work.
+        changes: dict[str, list[Change]] = {}
+        objects: list[tuple[str, bytes] | None] = []
+        _in_parallel([
+            lambda: changes.update(self.first_parent_changes(order, paths, roots=not prune,
+                                                             pathspec=not prune)),
+            lambda: objects.extend(self.read_objects([oid for oid, _parents in order]))])
+        result = []
+        for (oid, listed_parents), obj in zip(order, objects, strict=True):
+            if prune and listed_parents and oid not in changes:
+                continue
+            result.append(_commit_of(oid, obj, tuple(changes.get(oid, ()))))
+        return result
+
+    def rev_list(self, rev_args: Sequence[str], paths: Sequence[str] = ()) \
+            -> list[tuple[str, tuple[str, ...]]]:
+        """``rev-list --parents``: each listed commit with its parents, in rev-list order
+        (``paths`` limit the listing by git's history simplification)."""
         args = ["rev-list", "--parents", *rev_args]
-        if paths and not prune:
+        if paths:
             args += ["--", *paths]
         order: list[tuple[str, tuple[str, ...]]] = []
         for line in self.run(*args).decode().split("\n"):
             if line:
                 oid, *parents = line.split(" ")
                 order.append((oid, tuple(parents)))
-        raw = b""
-        if (with_changes or prune) and order:
-            feed = "".join(f"{oid} {parents[0]}\n" if parents else
-                           ("" if prune else f"{oid}\n") for oid, parents in order)
-            args = ["diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
-                    *(["--", *paths] if paths else [])]
-            # diff-tree and cat-file run side by side: the two cores share the work.
-            outcome: list[bytes | BaseException] = []
+        return order
 
-            def diff() -> None:
-                try:
-                    outcome.append(self.run(*args, input=feed.encode()))
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    outcome.append(exc)
+    def first_parent_changes(self, order: Sequence[tuple[str, Sequence[str]]],
+                             paths: Sequence[str] = (), roots: bool = True,
+                             pathspec: bool = True) -> dict[str, list[Change]]:
+        """What each listed commit changed against its first parent (a root commit:
+        everything it holds, or nothing without ``roots``), under ``paths`` when given;
+        one ``diff-tree --stdin`` run. Commits that changed nothing there are left out.
 
-            worker = threading.Thread(target=diff)
-            worker.start()
-            try:
-                objects = self.read_objects([oid for oid, _parents in order])
-            finally:
-                worker.join()
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
-            raw = outcome[0]
-        else:
-            objects = self.read_objects([oid for oid, _parents in order])
+        Without ``pathspec``, git diffs whole trees and the paths are kept here:
+        a pathspec of several directories makes git test every entry of every
+        tree it compares against each of them, which costs more than diffing a
+        few files outside the paths when most changes are inside them anyway.
+        """
+        feed = [f"{oid} {parents[0]}\n" if parents else f"{oid}\n"
+                for oid, parents in order if parents or roots]
+        if not feed:
+            return {}
+        args = ["diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
+                *(["--", *paths] if paths and pathspec else [])]
+        # A long history is split between two diff-tree processes, one per core.
+        parts = 2 if len(feed) >= PARALLEL_DIFF and (os.cpu_count() or 1) > 1 else 1
+        step = -(-len(feed) // parts)
+        raws: list[bytes] = []
+
+        def diff(part: list[str]) -> Callable[[], None]:
+            return lambda: raws.append(self.run(*args, input="".join(part).encode()))
+
+        _in_parallel([diff(feed[i:i + step]) for i in range(0, len(feed), step)])
+        raw = b"".join(raws)
         changes = _parse_diff_tree(raw)
-        result = []
-        for (oid, listed_parents), obj in zip(order, objects, strict=True):
-            if prune and listed_parents and oid not in changes:
-                continue
-            if obj is None or obj[0] != "commit":
-                raise RepositoryError(f"commit {oid} cannot be read.")
-            result.append(_parse_commit(oid, obj[1], tuple(changes.get(oid, ()))))
-        return result
+        if paths and not pathspec:
+            exact = frozenset(paths)
+            below = tuple(f"{p}/" for p in paths)
+            changes = {oid: kept for oid, found in changes.items()
+                       if (kept := [c for c in found
+                                    if c.path in exact or c.path.startswith(below)])}
+        return changes
+
+    def read_commits(self, oids: Sequence[str]) -> list[CommitInfo]:
+        """Commit objects (one ``cat-file --batch`` run), in order, without their changes."""
+        return [_commit_of(oid, obj, ()) for oid, obj in zip(oids, self.read_objects(oids),
+                                                             strict=True)]
 
     def read_objects(self, oids: Sequence[str]) -> list[tuple[str, bytes] | None]:
         """Many objects in one ``cat-file --batch`` run, in order (None when missing)."""
@@ -741,6 +788,29 @@ def _lock_file_named(stderr: str) -> str | None:
     return None
 
 
+def _in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
+    """Run each job in its own thread (git does the work, each in its own process);
+    the first exception is raised once all have ended."""
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(job,)) for job in jobs[1:]]
+    for worker in workers:
+        worker.start()
+    try:
+        run(jobs[0])
+    finally:
+        for worker in workers:
+            worker.join()
+    if errors:
+        raise errors[0]
+
+
 def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
     """Parse ``diff-tree --stdin -r -z`` output: a commit id, then its raw entries."""
     tokens = raw.split(b"\0")
@@ -763,6 +833,12 @@ def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
             current = changes.setdefault(token.decode().strip(), [])
             i += 1
     return changes
+
+
+def _commit_of(oid: str, obj: tuple[str, bytes] | None, changes: tuple[Change, ...]) -> CommitInfo:
+    if obj is None or obj[0] != "commit":
+        raise RepositoryError(f"commit {oid} cannot be read.")
+    return _parse_commit(oid, obj[1], changes)
 
 
 def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitInfo:
