@@ -14,6 +14,7 @@ how the quarantined objects of the push are seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ BLOB_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 JOURNAL_NAME = "stageline-pending.json"
+FEW_OBJECTS = 256  # read_objects reads up to this many through the long-lived cat-file
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
@@ -165,6 +167,12 @@ class _BatchProcess:
             raise RepositoryError("git stopped answering while reading objects.")
         return data
 
+    def end_input(self) -> None:
+        """Close git's standard input: it finishes and exits."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
@@ -214,10 +222,13 @@ class Store:
         return cls(Path(git_dir), work_tree, object_format.strip())
 
     def close(self) -> None:
-        for proc in (self._batch, self._check, self._mktree):
-            if proc is not None:
-                proc.close()
+        procs = [p for p in (self._batch, self._check, self._mktree) if p is not None]
         self._batch = self._check = self._mktree = None
+        # All are told to stop before any is waited for: they exit side by side.
+        for proc in procs:
+            proc.end_input()
+        for proc in procs:
+            proc.close()
 
     def __del__(self) -> None:
         self.close()
@@ -276,22 +287,20 @@ class Store:
         return parts[0].decode(), parts[1].decode()
 
     def objects_info(self, specs: Sequence[str]) -> list[tuple[str, str] | None]:
-        """``object_info`` for many names, written in one go and read back in order."""
+        """``object_info`` for many names, read back in order: a few through the
+        long-lived ``cat-file --batch-check``, many in a run of their own that git
+        answers in one stream."""
         if not specs:
             return []
+        request = [(s if "\n" not in s else "-").encode("utf-8", "surrogateescape") + b"\n"
+                   for s in specs]
+        if len(specs) > FEW_OBJECTS:
+            out = self.run("cat-file", "--batch-check", input=b"".join(request))
+            return [_info(line) for line in out.split(b"\n")[:len(specs)]]
         proc = self._proc("_check", ["cat-file", "--batch-check"])
-        result: list[tuple[str, str] | None] = []
-        # In chunks whose answers fit in the pipe: git blocks writing answers nobody
-        # reads yet, and would stop reading the rest of a large request.
-        for start in range(0, len(specs), 256):
-            chunk = specs[start:start + 256]
-            proc.write(b"".join((s if "\n" not in s else "-").encode("utf-8", "surrogateescape")
-                                + b"\n" for s in chunk))
-            for _ in chunk:
-                parts = proc.readline().split()
-                result.append((parts[0].decode(), parts[1].decode()) if len(parts) == 3
-                              else None)
-        return result
+        # The request fits in the pipe whether or not git reads it yet.
+        proc.write(b"".join(request))
+        return [_info(proc.readline()) for _ in specs]
 
     def read_object(self, spec: str) -> tuple[str, bytes] | None:
         """``(type, content)`` of an object, or None when it does not exist."""
@@ -589,7 +598,13 @@ class Store:
         those that change ``paths`` are kept, root commits always (without
         their changes): cheaper when most commits touch the paths anyway.
         """
-        order = self.rev_list(rev_args, () if prune else paths)
+        return self.walk_listed(self.rev_list(rev_args, () if prune else paths), paths,
+                                with_changes, prune)
+
+    def walk_listed(self, order: Sequence[tuple[str, tuple[str, ...]]],
+                    paths: Sequence[str] = (), with_changes: bool = True,
+                    prune: bool = False) -> list[CommitInfo]:
+        """``walk`` over commits already listed by ``rev_list``."""
         if not (with_changes or prune) or not order:
             return self.read_commits([oid for oid, _parents in order])
         # diff-tree and cat-file run side by side: the two cores share the work.
@@ -663,22 +678,41 @@ class Store:
                                                              strict=True)]
 
     def read_objects(self, oids: Sequence[str]) -> list[tuple[str, bytes] | None]:
-        """Many objects in one ``cat-file --batch`` run, in order (None when missing)."""
-        if not oids:
+        """Many objects' ``(type, content)``, in order (None when missing)."""
+        return [(found[1], found[2]) if found else None for found in self.objects(oids)]
+
+    def objects(self, specs: Sequence[str]) -> list[tuple[str, str, bytes] | None]:
+        """``(oid, type, content)`` of many object names (``<commit>:<path>`` too), in
+        order, None when missing: a few through the long-lived ``cat-file --batch`` (no
+        process to start), many in a ``cat-file --batch`` run of their own whose answer
+        is parsed in one piece."""
+        if not specs:
             return []
-        out = self.run("cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode())
-        result: list[tuple[str, bytes] | None] = []
+        request = "".join(f"{s}\n" if "\n" not in s else "-\n" for s in specs).encode(
+            "utf-8", "surrogateescape")
+        result: list[tuple[str, str, bytes] | None] = []
+        if len(specs) <= FEW_OBJECTS:
+            proc = self._proc("_batch", ["cat-file", "--batch"])
+            # The request fits in the pipe whether or not git reads it yet.
+            proc.write(request)
+            for _ in specs:
+                header = proc.readline().split()
+                found = len(header) == 3 and header[2].isdigit()
+                result.append((header[0].decode(), header[1].decode(),
+                               proc.read(int(header[2]) + 1)[:-1]) if found else None)
+            return result
+        out = self.run("cat-file", "--batch", input=request)
         pos = 0
-        for _ in oids:
+        for _ in specs:
             end = out.index(b"\n", pos)
             header = out[pos:end].split()
-            if len(header) != 3:
+            pos = end + 1
+            if len(header) == 3 and header[2].isdigit():
+                size = int(header[2])
+                result.append((header[0].decode(), header[1].decode(), out[pos:pos + size]))
+                pos += size + 1
+            else:
                 result.append(None)
-                pos = end + 1
-                continue
-            size = int(header[2])
-            result.append((header[1].decode(), out[end + 1:end + 1 + size]))
-            pos = end + 1 + size + 1
         return result
 
     # -- the work tree of a clone ------------------------------------------
@@ -786,6 +820,15 @@ def _lock_file_named(stderr: str) -> str | None:
     if match and "File exists" in stderr:
         return match.group(1)
     return None
+
+
+def _info(line: bytes) -> tuple[str, str] | None:
+    """One ``cat-file --batch-check`` answer: ``<oid> <type> <size>``, or ``<name> missing``
+    (whose name may hold spaces)."""
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[0].decode(), parts[1].decode()
 
 
 def _in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
