@@ -281,8 +281,9 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
     if as_json:
         _emit_json({"events": [e.to_json() for e in events]})
     elif fmt == "jsonl":
-        for e in events:
-            click.echo(json.dumps(e.to_json(), sort_keys=True))
+        encode = json.JSONEncoder(sort_keys=True).encode
+        if events:  # one write: thousands of lines
+            click.echo("\n".join(encode(e.to_json()) for e in events))
     else:
         rows = [("TIME", "ACTION", "AGENT", "ACTOR", "PUSHER", "TREE", "COMMIT")]
         rows += [(e.time, e.action, e.agent or "—", e.actor or "?", e.pusher or "—",

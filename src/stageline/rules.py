@@ -8,8 +8,9 @@ is written once.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from stageline import yamlsafe
 from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS, POLICY_FILE, is_agent_name
@@ -236,7 +237,12 @@ class CommitFacts:
     unfindable: tuple[str, ...] = ()
 
 
-def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
+class _HasPath(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+def touched(changes: Iterable[_HasPath]) -> dict[str, set[str]]:
     """The agents a commit touches, by area: development/staging/production/approval."""
     result: dict[str, set[str]] = {}
     seen: set[tuple[str, ...]] = set()
