@@ -41,6 +41,8 @@ PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tre
 # otherwise let a push show the checks a decoy in place of what it really brings.
 GIT = ("git", "--no-replace-objects")
 _OID_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_TRAILER_KEY_RE = re.compile(r"[A-Za-z0-9-]+")
+_AUTHOR_RE = re.compile(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$")  # name <email> time tz
 
 
 def is_null_oid(oid: str) -> bool:
@@ -123,7 +125,7 @@ def parse_trailers(message: str) -> dict[str, str]:
     trailers: dict[str, str] = {}
     for line in paragraphs[-1].splitlines():
         key, sep, value = line.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", key):
+        if not sep or not _TRAILER_KEY_RE.fullmatch(key):
             continue
         value = value.strip()
         trailers[key] = f"{trailers[key]}\n{value}" if key in trailers else value
@@ -909,7 +911,7 @@ def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitI
             parents.append(value.decode())
         elif key == b"author" and not author_email:
             text = value.decode("utf-8", "replace")
-            match = re.match(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$", text)
+            match = _AUTHOR_RE.match(text)
             if match:
                 author_name, author_email = match.group(1), match.group(2)
                 author_time, author_tz = int(match.group(3)), match.group(4)

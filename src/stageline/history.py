@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -139,8 +139,8 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
             continue
         if since and datetime.fromisoformat(event.time.replace("Z", "+00:00")) < since:
             continue
-        result.append(Event(event.commit, event.time, event.action, event.agent, event.actor,
-                            event.tree, pushers.get(event.commit), event.details))
+        pusher = pushers.get(event.commit)
+        result.append(event if pusher is None else replace(event, pusher=pusher))
     return result
 
 

@@ -7,6 +7,7 @@ is written once.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class Area:
 _RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE)
 
 
+@functools.lru_cache(maxsize=16384)  # a push names the same files commit after commit
 def classify(path: str) -> Area:
     parts = path.split("/")
     folded = parts[0].casefold()
