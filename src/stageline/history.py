@@ -125,7 +125,9 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
         args = ["--first-parent", ws.head]
         if since is not None:
             args.insert(0, f"--since={int(since.timestamp())}")
-        events = _events(ws, ws.store.walk(args, paths, prune=True, trees=True))
+        # git's path-limited walk lists the commits that changed the agent's paths
+        # against their first parent (the events of other agents are not wanted).
+        events = _events(ws, ws.store.walk(args, paths, trees=True), every_change=True)
     else:
         events = _organization_events(ws, paths)
     pushers = _pushers(ws, push_log) if push_log else {}
@@ -166,11 +168,12 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     for start in range(0, len(missing), CACHE_CHUNK):
         order = missing[start:start + CACHE_CHUNK]
         commits = ws.store.walk_listed(order, paths, prune=True, trees=True)
-        # A run of the chain: every commit after the first is the one before's child.
-        contiguous = all(order[k][1] == (order[k + 1][0],) for k in range(len(order) - 1))
+        # A run of the chain (every commit after the first is the one before's child):
+        # the walk keeps every commit of it that changed the audited paths.
+        every_change = all(order[k][1] == (order[k + 1][0],) for k in range(len(order) - 1))
         found: dict[str, list[dict[str, Any]]] = {oid: [] for oid, _parent in order}
         authors = {c.oid: c for c in commits}
-        for event in _events(ws, commits, contiguous):
+        for event in _events(ws, commits, every_change):
             commit = authors[event.commit]
             # The commit is the line's; the actor is worked out at each run.
             record = {"time": event.time, "action": event.action, "agent": event.agent,
@@ -224,13 +227,13 @@ def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
         pass  # a read-only repository: the log works, only not faster next time
 
 
-def _events(ws: Workspace, commits: Sequence[CommitInfo], contiguous: bool = False) \
+def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = False) \
         -> list[Event]:
     """The events of walked commits (newest first). Each event's tree is what its
     agent directory holds at the commit: from the walk's tree entries when the commit
-    changed it (a walk with ``trees``), else, when ``contiguous`` (the commits are a
-    run of the first-parent chain with every commit changing the audited paths),
-    from the last older commit that did; else looked up."""
+    changed it (a walk with ``trees``), else, with ``every_change`` (the commits hold
+    every commit of their stretch of the chain that changed the walked paths), from
+    the last older commit that did; else looked up."""
     planned: list[tuple[CommitInfo, str, str | None, str | None]] = []
     for commit in commits:
         # Directory entries (a walk with trees) are no file of an agent or the policy.
@@ -252,7 +255,7 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo], contiguous: bool = Fal
                 planned.append((commit, "create-agent", name, env_dir("development", name)))
         if any(c.path == POLICY_FILE for c in files):
             planned.append((commit, "policy-change", None, None))
-    trees = _event_trees(ws, commits, planned, contiguous)
+    trees = _event_trees(ws, commits, planned, every_change)
     events = []
     for commit, kind, agent, where in planned:
         details: dict[str, Any] = {}
@@ -267,7 +270,7 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo], contiguous: bool = Fal
 
 def _event_trees(ws: Workspace, commits: Sequence[CommitInfo],
                  planned: Sequence[tuple[CommitInfo, str, str | None, str | None]],
-                 contiguous: bool) -> dict[tuple[str, str], str | None]:
+                 every_change: bool) -> dict[tuple[str, str], str | None]:
     wanted: dict[str, list[str]] = {}  # commit → the directories its events name
     for commit, _kind, _name, where in planned:
         if where:
@@ -281,7 +284,7 @@ def _event_trees(ws: Workspace, commits: Sequence[CommitInfo],
             if ch.path in paths and TREE_MODE in (ch.old_mode, ch.new_mode):
                 tree = ch.new_oid if ch.new_mode == TREE_MODE else None
                 trees[(commit.oid, ch.path)] = tree
-                if contiguous:
+                if every_change:
                     latest[ch.path] = tree
         for where in wanted.get(commit.oid, ()):
             if (commit.oid, where) not in trees and where in latest:
