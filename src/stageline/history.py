@@ -165,6 +165,7 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     # Each commit of the chain is diffed against the next one, its first parent.
     missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
                if oid not in cache]
+    fresh: dict[str, list[Event]] = {}  # events of the commits diffed by this run
     for start in range(0, len(missing), CACHE_CHUNK):
         order = missing[start:start + CACHE_CHUNK]
         commits = ws.store.walk_listed(order, paths, prune=True, trees=True)
@@ -180,11 +181,15 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
                       "tree": event.tree, "email": commit.author_email,
                       "claimed": commit.trailers.get(rules.ACTOR_TRAILER), **event.details}
             found[event.commit].append(record)
+            fresh.setdefault(event.commit, []).append(event)
         cache.update(found)
         _append_cache(path, found)
     events = []
     members: dict[str, Member | None] = {}
     for oid in chain:
+        if oid in fresh:
+            events += fresh[oid]
+            continue
         for record in cache[oid]:
             email = record.get("email") or ""
             if email not in members:
