@@ -251,11 +251,11 @@ class Enforcer:
 
     def _facts(self, commits: Sequence[CommitInfo], tip: str) -> list[rules.CommitFacts]:
         store = self.store
-        per_commit: list[tuple[CommitInfo, tuple[rules.PathChange, ...], dict[str, set[str]]]] = []
+        per_commit: list[tuple[CommitInfo, tuple[rules.ChangedPath, ...],
+                               dict[str, set[str]]]] = []
         specs: list[str] = []
         for c in commits:
-            changes = tuple(rules.PathChange(ch.path, ch.old_mode, ch.new_mode)
-                            for ch in c.changes)
+            changes: tuple[rules.ChangedPath, ...] = c.changes
             agents = rules.touched(changes)
             per_commit.append((c, changes, agents))
             for env_name, agent in _needed_trees(agents):

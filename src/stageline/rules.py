@@ -214,6 +214,17 @@ class PathChange:
     new_mode: str
 
 
+class ChangedPath(Protocol):
+    """A changed path as the rules read it: a ``PathChange``, or the walk's own change."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def old_mode(self) -> str: ...
+    @property
+    def new_mode(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class CommitFacts:
     """What the rules need to know about one commit, gathered by the caller in batches.
@@ -230,7 +241,7 @@ class CommitFacts:
     parents: int
     author_email: str
     trailers: dict[str, str]
-    changes: tuple[PathChange, ...]
+    changes: tuple[ChangedPath, ...]
     trees: dict[tuple[str, str], str | None]
     approvals: dict[str, Approval | str | None]
     policy_blob: bytes | None = None
