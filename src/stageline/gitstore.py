@@ -35,7 +35,11 @@ BLOB_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 JOURNAL_NAME = "stageline-pending.json"
-FEW_OBJECTS = 256  # read_objects reads up to this many through the long-lived cat-file
+# A request to a long-lived cat-file is written whole before its answers are read: it
+# must fit in the pipe (64 KiB on Linux, 16 KiB at first on macOS) or both sides could
+# wait on each other. Larger requests go to a cat-file run of their own.
+FEW_OBJECTS = 256
+FEW_BYTES = 12 * 1024
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
@@ -299,12 +303,12 @@ class Store:
             return []
         request = [(s if "\n" not in s else "-").encode("utf-8", "surrogateescape") + b"\n"
                    for s in specs]
-        if len(specs) > FEW_OBJECTS:
-            out = self.run("cat-file", "--batch-check", input=b"".join(request))
+        data = b"".join(request)
+        if len(specs) > FEW_OBJECTS or len(data) > FEW_BYTES:
+            out = self.run("cat-file", "--batch-check", input=data)
             return [_info(line) for line in out.split(b"\n")[:len(specs)]]
         proc = self._proc("_check", ["cat-file", "--batch-check"])
-        # The request fits in the pipe whether or not git reads it yet.
-        proc.write(b"".join(request))
+        proc.write(data)  # fits in the pipe whether or not git reads it yet
         return [_info(proc.readline()) for _ in specs]
 
     def read_object(self, spec: str) -> tuple[str, bytes] | None:
@@ -704,10 +708,9 @@ class Store:
         request = "".join(f"{s}\n" if "\n" not in s else "-\n" for s in specs).encode(
             "utf-8", "surrogateescape")
         result: list[tuple[str, str, bytes] | None] = []
-        if len(specs) <= FEW_OBJECTS:
+        if len(specs) <= FEW_OBJECTS and len(request) <= FEW_BYTES:
             proc = self._proc("_batch", ["cat-file", "--batch"])
-            # The request fits in the pipe whether or not git reads it yet.
-            proc.write(request)
+            proc.write(request)  # fits in the pipe whether or not git reads it yet
             for _ in specs:
                 header = proc.readline().split()
                 found = len(header) == 3 and header[2].isdigit()
