@@ -260,7 +260,7 @@ class Enforcer:
             per_commit.append((c, changes, agents))
             for env_name, agent in _needed_trees(agents):
                 specs.append(f"{c.oid}:{env_dir(env_name, agent)}")
-            for agent in set().union(*agents.values()) if agents else ():
+            for agent in _judged_approvals(agents):
                 specs.append(f"{c.oid}:{approval_path(agent)}")
         # Contents come along (one cat-file for all): approvals are read, agent trees small.
         found = dict(zip(specs, store.objects(specs), strict=True))
@@ -272,7 +272,7 @@ class Enforcer:
             trees = {(e, a): _tree(infos.get(f"{c.oid}:{env_dir(e, a)}"))
                      for e, a in _needed_trees(agents)}
             approvals: dict[str, rules.Approval | str | None] = {}
-            for agent in set().union(*agents.values()) if agents else ():
+            for agent in _judged_approvals(agents):
                 info = infos.get(f"{c.oid}:{approval_path(agent)}")
                 if info is None or info[1] != "blob":
                     approvals[agent] = None if info is None else "approvals/ must hold files"
@@ -341,6 +341,12 @@ def _unfindable(commit: CommitInfo, trees: dict[tuple[str, str], str | None],
         if lost_tree or lost_approval:
             missing.append(change.path)
     return tuple(missing)
+
+
+def _judged_approvals(agents: dict[str, set[str]]) -> set[str]:
+    """The agents whose approval the rules read: those whose staging, production or
+    approval the commit touches (an edit of development alone needs none)."""
+    return set().union(*(agents.get(k, set()) for k in ("staging", "production", "approval")))
 
 
 def _needed_trees(agents: dict[str, set[str]]) -> list[tuple[str, str]]:

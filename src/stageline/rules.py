@@ -231,10 +231,10 @@ class CommitFacts:
 
     ``trees`` maps ``(env, agent)`` to the agent's tree id at this commit (None
     when absent), for every agent the commit touches; ``approvals`` the approval
-    record at this commit for those agents; ``policy_blob`` the new
-    ``stageline.yaml`` when the commit changes it; ``restored`` the production
-    tree at the ``Stageline-Restores`` commit, with ``restore_problem`` saying
-    why that commit cannot be restored from, if it cannot.
+    record at this commit for those whose staging, production or approval it
+    touches; ``policy_blob`` the new ``stageline.yaml`` when the commit changes it;
+    ``restored`` the production tree at the ``Stageline-Restores`` commit, with
+    ``restore_problem`` saying why that commit cannot be restored from, if it cannot.
     """
 
     oid: str
