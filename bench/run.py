@@ -52,6 +52,7 @@ sys.path.insert(0, str(BENCH))
 from gen_org import agent_name, generate  # noqa: E402
 from history import CACHE  # noqa: E402
 from hook import time_baseline as hook_baseline  # noqa: E402
+from hook import time_in_process as hook_in_process  # noqa: E402
 from promote import _git as git  # noqa: E402
 
 DOCS = BENCH.parent / "docs" / "performance.md"
@@ -304,6 +305,15 @@ def bench_hook(bare: Path, base: str, chain: list[str], n: int, runs: int) -> li
         hook_baseline(bare, base, new, 1)  # warm-up
         theirs = Sample(hook_baseline(bare, base, new, runs), None)
         rows.append(Row(f"`hook pre-receive`, {label}", n, ours, "batched git calls", theirs))
+        # The hook's own work beside the same git calls, both in this process, run
+        # alternately so that the machine's load weighs on both alike.
+        mine, git_only = [], []
+        for _ in range(runs):
+            mine.append(hook_in_process(bare, base, new, 1))
+            git_only.append(hook_baseline(bare, base, new, 1))
+        rows.append(Row(f"`hook pre-receive`, {label}, in-process", n,
+                        Sample(statistics.median(mine), None), "batched git calls",
+                        Sample(statistics.median(git_only), None)))
     return rows
 
 
@@ -444,7 +454,9 @@ Baselines:
   environments/staging/{AGENT}` in the clone: the index and working-tree update alone.
 * **batched git calls**: `bench/hook.py`'s `rev-list | diff-tree --stdin` and one
   `cat-file --batch-check` over the `commit:path` lookups, run from the benchmark's own
-  process (hence no peak memory).
+  process (hence no peak memory). The *in-process* rows call the hook's
+  `pre_receive` in that same process, alternating with the baseline: no interpreter
+  start and no imports on either side, so the ratio is what judging adds to git's work.
 * **git log --raw**: for status, `git log -r --raw -- environments` over the branch; for
   the log, `git log --first-parent -r --raw` over the branch: the diffs alone.
 * **git log -- path**: `git log --first-parent -- environments/production/{AGENT}`, git's

@@ -1,11 +1,31 @@
+"""``python -m stageline`` and the installed ``stageline`` command.
+
+This module decides what to import: the Git server runs the hook on every push,
+and ``--version`` needs nothing but the version, so neither pays for the CLI's
+imports (click alone costs more than the interpreter's own start). Everything
+else goes to the click CLI in ``stageline.cli``.
+"""
+
 import sys
 
-# The Git server runs the hook on every push: skip the CLI's imports on that path.
-if sys.argv[1:2] == ["hook"] and sys.argv[2:3] in (["pre-receive"], ["post-receive"]):
-    from stageline.hook import main as hook_main
+VERSION_TEXT = "stageline, version {}"  # click's version_option, as `stageline --version` prints it
 
-    sys.exit(hook_main(sys.argv[2], sys.argv[3:]))
 
-from stageline.cli import main  # noqa: E402
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["hook"] and args[1:2] in (["pre-receive"], ["post-receive"]):
+        from stageline.hook import main as hook_main
 
-main()
+        sys.exit(hook_main(args[1], args[2:]))
+    if args == ["--version"]:
+        from stageline import __version__
+
+        print(VERSION_TEXT.format(__version__))
+        sys.exit(0)
+    from stageline.cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

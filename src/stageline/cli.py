@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +21,9 @@ class Globals:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    from stageline.jsonout import dumps  # json.dumps(data, indent=2), faster
+
+    click.echo(dumps(data))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -347,6 +348,7 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
         since: str | None, push_log: str | None, as_json: bool, fmt: str) -> None:
     """The organization's audit log: promotions, approvals, production pushes, rollbacks
     and policy changes, newest first."""
+    import json
     from pathlib import Path
 
     from stageline.actions import open_workspace
@@ -362,8 +364,9 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
     if as_json:
         _emit_json({"events": [e.to_json() for e in events]})
     elif fmt == "jsonl":
-        for e in events:
-            click.echo(json.dumps(e.to_json(), sort_keys=True))
+        encode = json.JSONEncoder(sort_keys=True).encode
+        if events:  # one write: thousands of lines
+            click.echo("\n".join(encode(e.to_json()) for e in events))
     else:
         rows = [("TIME", "ACTION", "AGENT", "ACTOR", "PUSHER", "TREE", "COMMIT")]
         rows += [(e.time, e.action, e.agent or "—", e.actor or "?", e.pusher or "—",

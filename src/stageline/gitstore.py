@@ -14,6 +14,7 @@ how the quarantined objects of the push are seen.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,11 +26,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from stageline.errors import Blocked, RepositoryError, StagelineError
 
@@ -38,10 +40,18 @@ BLOB_MODES = frozenset({"100644", "100755"})
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 JOURNAL_NAME = "stageline-pending.json"
+# A request to a long-lived cat-file is written whole before its answers are read: it
+# must fit in the pipe (64 KiB on Linux, 16 KiB at first on macOS) or both sides could
+# wait on each other. Larger requests go to a cat-file run of their own.
+FEW_OBJECTS = 256
+FEW_BYTES = 12 * 1024
+PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
 GIT = ("git", "--no-replace-objects")
 _OID_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_TRAILER_KEY_RE = re.compile(r"[A-Za-z0-9-]+")
+_AUTHOR_RE = re.compile(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$")  # name <email> time tz
 
 
 def is_null_oid(oid: str) -> bool:
@@ -79,9 +89,11 @@ class Entry:
         return self.mode == TREE_MODE
 
 
-@dataclass(frozen=True)
-class Change:
-    """One path changed by a commit against its first parent (``git diff-tree --raw``)."""
+class Change(NamedTuple):
+    """One path changed by a commit against its first parent (``git diff-tree --raw``).
+
+    A named tuple rather than a dataclass: a long history has hundreds of thousands,
+    and a tuple is made in a third of the time."""
 
     path: str
     old_mode: str
@@ -122,7 +134,7 @@ def parse_trailers(message: str) -> dict[str, str]:
     trailers: dict[str, str] = {}
     for line in paragraphs[-1].splitlines():
         key, sep, value = line.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", key):
+        if not sep or not _TRAILER_KEY_RE.fullmatch(key):
             continue
         value = value.strip()
         trailers[key] = f"{trailers[key]}\n{value}" if key in trailers else value
@@ -168,6 +180,12 @@ class _BatchProcess:
         if data is None or len(data) != size:
             raise RepositoryError("git stopped answering while reading objects.")
         return data
+
+    def end_input(self) -> None:
+        """Close git's standard input: it finishes and exits."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -218,10 +236,13 @@ class Store:
         return cls(Path(git_dir), work_tree, object_format.strip())
 
     def close(self) -> None:
-        for proc in (self._batch, self._check, self._mktree):
-            if proc is not None:
-                proc.close()
+        procs = [p for p in (self._batch, self._check, self._mktree) if p is not None]
         self._batch = self._check = self._mktree = None
+        # All are told to stop before any is waited for: they exit side by side.
+        for proc in procs:
+            proc.end_input()
+        for proc in procs:
+            proc.close()
 
     def __del__(self) -> None:
         self.close()
@@ -280,22 +301,20 @@ class Store:
         return parts[0].decode(), parts[1].decode()
 
     def objects_info(self, specs: Sequence[str]) -> list[tuple[str, str] | None]:
-        """``object_info`` for many names, written in one go and read back in order."""
+        """``object_info`` for many names, read back in order: a few through the
+        long-lived ``cat-file --batch-check``, many in a run of their own that git
+        answers in one stream."""
         if not specs:
             return []
+        request = [(s if "\n" not in s else "-").encode("utf-8", "surrogateescape") + b"\n"
+                   for s in specs]
+        data = b"".join(request)
+        if len(specs) > FEW_OBJECTS or len(data) > FEW_BYTES:
+            out = self.run("cat-file", "--batch-check", input=data)
+            return [_info(line) for line in out.split(b"\n")[:len(specs)]]
         proc = self._proc("_check", ["cat-file", "--batch-check"])
-        result: list[tuple[str, str] | None] = []
-        # In chunks whose answers fit in the pipe: git blocks writing answers nobody
-        # reads yet, and would stop reading the rest of a large request.
-        for start in range(0, len(specs), 256):
-            chunk = specs[start:start + 256]
-            proc.write(b"".join((s if "\n" not in s else "-").encode("utf-8", "surrogateescape")
-                                + b"\n" for s in chunk))
-            for _ in chunk:
-                parts = proc.readline().split()
-                result.append((parts[0].decode(), parts[1].decode()) if len(parts) == 3
-                              else None)
-        return result
+        proc.write(data)  # fits in the pipe whether or not git reads it yet
+        return [_info(proc.readline()) for _ in specs]
 
     def read_object(self, spec: str) -> tuple[str, bytes] | None:
         """``(type, content)`` of an object, or None when it does not exist."""
@@ -352,6 +371,23 @@ class Store:
     def commit_tree_oid(self, commit: str) -> str | None:
         info = self.object_info(f"{commit}^{{tree}}")
         return info[0] if info else None
+
+    def subdirectories(self, commit: str, dirs: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The directories directly inside each of ``dirs`` at ``commit``, by name, with
+        their tree ids; one ``ls-tree`` whatever their number (a directory that does not
+        exist, or is no directory, has none). ``dirs`` must not lie inside one another."""
+        result: dict[str, dict[str, str]] = {d: {} for d in dirs}
+        if not dirs:
+            return result
+        out = self.run("ls-tree", "-d", "-z", "--full-tree", commit, "--",
+                       *[f"{d}/" for d in dirs])
+        for record in out.split(b"\0"):
+            meta, _, path = record.partition(b"\t")
+            parent, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
+            _mode, kind, oid = meta.decode().split(" ") if meta else ("", "", "")
+            if parent in result and kind == "tree":
+                result[parent][name] = oid
+        return result
 
     def files(self, tree: str) -> list[tuple[str, str, str]]:
         """Every entry below a tree, recursively: ``(mode, oid, relative path)``.
@@ -617,7 +653,8 @@ class Store:
     # -- history -------------------------------------------------------------
 
     def walk(self, rev_args: Sequence[str], paths: Sequence[str] = (),
-             with_changes: bool = True, prune: bool = False) -> list[CommitInfo]:
+             with_changes: bool = True, prune: bool = False,
+             trees: bool = False) -> list[CommitInfo]:
         """Commits named by ``rev-list`` arguments, in rev-list order, with their
         first-parent changes (under ``paths`` when given).
 
@@ -633,67 +670,127 @@ class Store:
         those that change ``paths`` are kept, root commits always (without
         their changes): cheaper when most commits touch the paths anyway.
         """
+        return self.walk_listed(self.rev_list(rev_args, () if prune else paths), paths,
+                                with_changes, prune, trees)
+
+    def walk_listed(self, order: Sequence[tuple[str, tuple[str, ...]]],
+                    paths: Sequence[str] = (), with_changes: bool = True,
+                    prune: bool = False, trees: bool = False) -> list[CommitInfo]:
+        """``walk`` over commits already listed (by ``rev_list``, or a first-parent
+        chain with each commit's first parent). With ``trees``, the changes also hold
+        an entry for each directory whose tree changed (``diff-tree -t``)."""
+        if not (with_changes or prune) or not order:
+            return self.read_commits([oid for oid, _parents in order])
+        # git diffs while the commit objects are read and parsed here: the two cores
+        # share the work.
+        changes: dict[str, list[Change]] = {}
+        commits: list[CommitInfo] = []
+        _in_parallel([
+            lambda: commits.extend(self.read_commits([oid for oid, _parents in order])),
+            lambda: changes.update(self.first_parent_changes(order, paths, roots=not prune,
+                                                             pathspec=not prune, trees=trees))])
+        result = []
+        for (oid, listed_parents), c in zip(order, commits, strict=True):
+            if oid in changes:
+                c = CommitInfo(c.oid, c.tree, c.parents, c.author_name, c.author_email,
+                               c.author_time, c.author_tz, c.message, tuple(changes[oid]))
+            elif prune and listed_parents:
+                continue
+            result.append(c)
+        return result
+
+    def rev_list(self, rev_args: Sequence[str], paths: Sequence[str] = ()) \
+            -> list[tuple[str, tuple[str, ...]]]:
+        """``rev-list --parents``: each listed commit with its parents, in rev-list order
+        (``paths`` limit the listing by git's history simplification)."""
         args = ["rev-list", "--parents", *rev_args]
-        if paths and not prune:
+        if paths:
             args += ["--", *paths]
         order: list[tuple[str, tuple[str, ...]]] = []
         for line in self.run(*args).decode().split("\n"):
             if line:
                 oid, *parents = line.split(" ")
                 order.append((oid, tuple(parents)))
-        raw = b""
-        if (with_changes or prune) and order:
-            feed = "".join(f"{oid} {parents[0]}\n" if parents else
-                           ("" if prune else f"{oid}\n") for oid, parents in order)
-            args = ["diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
-                    *(["--", *paths] if paths else [])]
-            # diff-tree and cat-file run side by side: the two cores share the work.
-            outcome: list[bytes | BaseException] = []
+        return order
 
-            def diff() -> None:
-                try:
-                    outcome.append(self.run(*args, input=feed.encode()))
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    outcome.append(exc)
+    def first_parent_changes(self, order: Sequence[tuple[str, Sequence[str]]],
+                             paths: Sequence[str] = (), roots: bool = True,
+                             pathspec: bool = True, trees: bool = False) \
+            -> dict[str, list[Change]]:
+        """What each listed commit changed against its first parent (a root commit:
+        everything it holds, or nothing without ``roots``), under ``paths`` when given;
+        one ``diff-tree --stdin`` run. Commits that changed nothing there are left out.
 
-            worker = threading.Thread(target=diff)
-            worker.start()
-            try:
-                objects = self.read_objects([oid for oid, _parents in order])
-            finally:
-                worker.join()
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
-            raw = outcome[0]
-        else:
-            objects = self.read_objects([oid for oid, _parents in order])
+        Without ``pathspec``, git diffs whole trees and the paths are kept here:
+        a pathspec of several directories makes git test every entry of every
+        tree it compares against each of them, which costs more than diffing a
+        few files outside the paths when most changes are inside them anyway.
+        """
+        feed = [f"{oid} {parents[0]}\n" if parents else f"{oid}\n"
+                for oid, parents in order if parents or roots]
+        if not feed:
+            return {}
+        args = ["diff-tree", "--stdin", "-r", *(["-t"] if trees else []), "--root", "-z",
+                "--no-renames", *(["--", *paths] if paths and pathspec else [])]
+        # A long history is split between two diff-tree processes, one per core.
+        parts = 2 if len(feed) >= PARALLEL_DIFF and (os.cpu_count() or 1) > 1 else 1
+        step = -(-len(feed) // parts)
+        raws: list[bytes] = []
+
+        def diff(part: list[str]) -> Callable[[], None]:
+            return lambda: raws.append(self.run(*args, input="".join(part).encode()))
+
+        _in_parallel([diff(feed[i:i + step]) for i in range(0, len(feed), step)])
+        raw = b"".join(raws)
         changes = _parse_diff_tree(raw)
-        result = []
-        for (oid, listed_parents), obj in zip(order, objects, strict=True):
-            if prune and listed_parents and oid not in changes:
-                continue
-            if obj is None or obj[0] != "commit":
-                raise RepositoryError(f"commit {oid} cannot be read.")
-            result.append(_parse_commit(oid, obj[1], tuple(changes.get(oid, ()))))
-        return result
+        if paths and not pathspec:
+            exact = frozenset(paths)
+            below = tuple(f"{p}/" for p in paths)
+            changes = {oid: kept for oid, found in changes.items()
+                       if (kept := [c for c in found
+                                    if c.path in exact or c.path.startswith(below)])}
+        return changes
+
+    def read_commits(self, oids: Sequence[str]) -> list[CommitInfo]:
+        """Commit objects (one ``cat-file --batch`` run), in order, without their changes."""
+        return [_commit_of(oid, obj, ()) for oid, obj in zip(oids, self.read_objects(oids),
+                                                             strict=True)]
 
     def read_objects(self, oids: Sequence[str]) -> list[tuple[str, bytes] | None]:
-        """Many objects in one ``cat-file --batch`` run, in order (None when missing)."""
-        if not oids:
+        """Many objects' ``(type, content)``, in order (None when missing)."""
+        return [(found[1], found[2]) if found else None for found in self.objects(oids)]
+
+    def objects(self, specs: Sequence[str]) -> list[tuple[str, str, bytes] | None]:
+        """``(oid, type, content)`` of many object names (``<commit>:<path>`` too), in
+        order, None when missing: a few through the long-lived ``cat-file --batch`` (no
+        process to start), many in a ``cat-file --batch`` run of their own whose answer
+        is parsed in one piece."""
+        if not specs:
             return []
-        out = self.run("cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode())
-        result: list[tuple[str, bytes] | None] = []
+        request = "".join(f"{s}\n" if "\n" not in s else "-\n" for s in specs).encode(
+            "utf-8", "surrogateescape")
+        result: list[tuple[str, str, bytes] | None] = []
+        if len(specs) <= FEW_OBJECTS and len(request) <= FEW_BYTES:
+            proc = self._proc("_batch", ["cat-file", "--batch"])
+            proc.write(request)  # fits in the pipe whether or not git reads it yet
+            for _ in specs:
+                header = proc.readline().split()
+                found = len(header) == 3 and header[2].isdigit()
+                result.append((header[0].decode(), header[1].decode(),
+                               proc.read(int(header[2]) + 1)[:-1]) if found else None)
+            return result
+        out = self.run("cat-file", "--batch", input=request)
         pos = 0
-        for _ in oids:
+        for _ in specs:
             end = out.index(b"\n", pos)
             header = out[pos:end].split()
-            if len(header) != 3:
+            pos = end + 1
+            if len(header) == 3 and header[2].isdigit():
+                size = int(header[2])
+                result.append((header[0].decode(), header[1].decode(), out[pos:pos + size]))
+                pos += size + 1
+            else:
                 result.append(None)
-                pos = end + 1
-                continue
-            size = int(header[2])
-            result.append((header[1].decode(), out[end + 1:end + 1 + size]))
-            pos = end + 1 + size + 1
         return result
 
     # -- the work tree of a clone ------------------------------------------
@@ -1052,28 +1149,65 @@ def _lock_file_named(stderr: str) -> str | None:
     return None
 
 
+def _info(line: bytes) -> tuple[str, str] | None:
+    """One ``cat-file --batch-check`` answer: ``<oid> <type> <size>``, or ``<name> missing``
+    (whose name may hold spaces)."""
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[0].decode(), parts[1].decode()
+
+
+def _in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
+    """Run each job in its own thread (git does the work, each in its own process);
+    the first exception is raised once all have ended."""
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(job,)) for job in jobs[1:]]
+    for worker in workers:
+        worker.start()
+    try:
+        run(jobs[0])
+    finally:
+        for worker in workers:
+            worker.join()
+    if errors:
+        raise errors[0]
+
+
 def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
     """Parse ``diff-tree --stdin -r -z`` output: a commit id, then its raw entries."""
-    tokens = raw.split(b"\0")
+    # Decoded at once: a NUL never falls inside a UTF-8 sequence, so this is the same
+    # as decoding each path.
+    tokens = raw.decode("utf-8", "surrogateescape").split("\0")
     changes: dict[str, list[Change]] = {}
     current: list[Change] | None = None
-    i = 0
-    while i < len(tokens):
+    i, count = 0, len(tokens)
+    while i < count:
         token = tokens[i]
-        if not token:
-            i += 1
-            continue
-        if token.startswith(b":"):
-            old_mode, new_mode, old_oid, new_oid, status = token[1:].decode().split(" ")
-            path = tokens[i + 1].decode("utf-8", "surrogateescape")
-            if current is None:
+        if token[:1] == ":":
+            if current is None or i + 1 >= count:
                 raise RepositoryError("git diff-tree answered in an unexpected format.")
-            current.append(Change(path, old_mode, new_mode, old_oid, new_oid, status))
+            old_mode, new_mode, old_oid, new_oid, status = token[1:].split(" ")
+            current.append(Change(tokens[i + 1], old_mode, new_mode, old_oid, new_oid, status))
             i += 2
         else:
-            current = changes.setdefault(token.decode().strip(), [])
+            if token:
+                current = changes.setdefault(token.strip(), [])
             i += 1
     return changes
+
+
+def _commit_of(oid: str, obj: tuple[str, bytes] | None, changes: tuple[Change, ...]) -> CommitInfo:
+    if obj is None or obj[0] != "commit":
+        raise RepositoryError(f"commit {oid} cannot be read.")
+    return _parse_commit(oid, obj[1], changes)
 
 
 def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitInfo:
@@ -1091,7 +1225,7 @@ def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitI
             parents.append(value.decode())
         elif key == b"author" and not author_email:
             text = value.decode("utf-8", "replace")
-            match = re.match(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$", text)
+            match = _AUTHOR_RE.match(text)
             if match:
                 author_name, author_email = match.group(1), match.group(2)
                 author_time, author_tz = int(match.group(3)), match.group(4)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,10 @@ from typing import Any
 from stageline import rules
 from stageline.actions import Workspace
 from stageline.errors import UsageError
-from stageline.gitstore import CommitInfo
+from stageline.gitstore import TREE_MODE, CommitInfo
 from stageline.inventory import actor_of
 from stageline.layout import APPROVALS, ENV_ROOT, POLICY_FILE, check_env, env_dir
+from stageline.policy import Member
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
         args = ["--first-parent", ws.head]
         if since is not None:
             args.insert(0, f"--since={int(since.timestamp())}")
-        events = _events(ws, ws.store.walk(args, paths, prune=True))
+        # git's path-limited walk lists the commits that changed the agent's paths
+        # against their first parent (the events of other agents are not wanted).
+        events = _events(ws, ws.store.walk(args, paths, trees=True), every_change=True)
     else:
         events = _organization_events(ws, paths)
     pushers = _pushers(ws, push_log) if push_log else {}
@@ -138,13 +141,13 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
             continue
         if since and datetime.fromisoformat(event.time.replace("Z", "+00:00")) < since:
             continue
-        result.append(Event(event.commit, event.time, event.action, event.agent, event.actor,
-                            event.tree, pushers.get(event.commit), event.details))
+        pusher = pushers.get(event.commit)
+        result.append(event if pusher is None else replace(event, pusher=pusher))
     return result
 
 
 CACHE_NAME = "stageline-audit-cache.jsonl"
-CACHE_CHUNK = 20000  # commit ids per rev-list command line (well under ARG_MAX)
+CACHE_CHUNK = 20000  # commits diffed, then cached, at a time
 
 
 def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
@@ -159,29 +162,39 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     path = ws.store.git_dir / CACHE_NAME
     cache = _read_cache(path)
     chain = ws.store.first_parent_chain(ws.head)
-    missing = [oid for oid in chain if oid not in cache]
+    # Each commit of the chain is diffed against the next one, its first parent.
+    missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
+               if oid not in cache]
+    fresh: dict[str, list[Event]] = {}  # events of the commits diffed by this run
     for start in range(0, len(missing), CACHE_CHUNK):
-        chunk = missing[start:start + CACHE_CHUNK]
-        if chunk == chain[start:start + len(chunk)]:
-            # The usual case: the newest commits of the branch are the new ones.
-            revs = ["--first-parent", f"--skip={start}", f"--max-count={len(chunk)}", ws.head]
-        else:
-            revs = ["--no-walk=unsorted", *chunk]
-        commits = ws.store.walk(revs, paths, prune=True)
-        found: dict[str, list[dict[str, Any]]] = {oid: [] for oid in chunk}
+        order = missing[start:start + CACHE_CHUNK]
+        commits = ws.store.walk_listed(order, paths, prune=True, trees=True)
+        # A run of the chain (every commit after the first is the one before's child):
+        # the walk keeps every commit of it that changed the audited paths.
+        every_change = all(order[k][1] == (order[k + 1][0],) for k in range(len(order) - 1))
+        found: dict[str, list[dict[str, Any]]] = {oid: [] for oid, _parent in order}
         authors = {c.oid: c for c in commits}
-        for event in _events(ws, commits):
+        for event in _events(ws, commits, every_change):
             commit = authors[event.commit]
-            record = event.to_json()
-            record.update(email=commit.author_email,
-                          claimed=commit.trailers.get(rules.ACTOR_TRAILER))
+            # The commit is the line's; the actor is worked out at each run.
+            record = {"time": event.time, "action": event.action, "agent": event.agent,
+                      "tree": event.tree, "email": commit.author_email,
+                      "claimed": commit.trailers.get(rules.ACTOR_TRAILER), **event.details}
             found[event.commit].append(record)
+            fresh.setdefault(event.commit, []).append(event)
         cache.update(found)
         _append_cache(path, found)
     events = []
+    members: dict[str, Member | None] = {}
     for oid in chain:
+        if oid in fresh:
+            events += fresh[oid]
+            continue
         for record in cache[oid]:
-            member = ws.policy.member_by_email(record.get("email") or "")
+            email = record.get("email") or ""
+            if email not in members:
+                members[email] = ws.policy.member_by_email(email)
+            member = members[email]
             claimed = record.get("claimed")
             actor = member.id if member else (claimed if claimed and "\n" not in claimed
                                                else None)
@@ -210,8 +223,8 @@ def _read_cache(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
-    data = "".join(json.dumps({"c": oid, "e": events}, sort_keys=True) + "\n"
-                   for oid, events in found.items())
+    encode = json.JSONEncoder(sort_keys=True).encode  # one encoder for every line
+    data = "".join(encode({"c": oid, "e": events}) + "\n" for oid, events in found.items())
     try:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(data)
@@ -219,11 +232,18 @@ def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
         pass  # a read-only repository: the log works, only not faster next time
 
 
-def _events(ws: Workspace, commits: Sequence[CommitInfo]) -> list[Event]:
+def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = False) \
+        -> list[Event]:
+    """The events of walked commits (newest first). Each event's tree is what its
+    agent directory holds at the commit: from the walk's tree entries when the commit
+    changed it (a walk with ``trees``), else, with ``every_change`` (the commits hold
+    every commit of their stretch of the chain that changed the walked paths), from
+    the last older commit that did; else looked up."""
     planned: list[tuple[CommitInfo, str, str | None, str | None]] = []
     for commit in commits:
-        changes = tuple(rules.PathChange(c.path, c.old_mode, c.new_mode) for c in commit.changes)
-        touched = rules.touched(changes)
+        # Directory entries (a walk with trees) are no file of an agent or the policy.
+        files = [c for c in commit.changes if TREE_MODE not in (c.new_mode, c.old_mode)]
+        touched = rules.touched(files)
         claimed = commit.trailers.get(rules.ACTION_TRAILER, "")
         if not commit.parents:  # the organization's first commit, adopted as it is
             planned.append((commit, "init", None, None))
@@ -238,10 +258,9 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo]) -> list[Event]:
         if claimed == rules.CREATE_AGENT:
             for name in sorted(touched.get("development", ())):
                 planned.append((commit, "create-agent", name, env_dir("development", name)))
-        if any(c.path == POLICY_FILE for c in commit.changes):
+        if any(c.path == POLICY_FILE for c in files):
             planned.append((commit, "policy-change", None, None))
-    lookups = [(c.oid, p) for c, _kind, _name, p in planned if p]
-    trees = dict(zip(lookups, ws.store.trees_at(lookups), strict=True))
+    trees = _event_trees(ws, commits, planned, every_change)
     events = []
     for commit, kind, agent, where in planned:
         details: dict[str, Any] = {}
@@ -252,6 +271,33 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo]) -> list[Event]:
                             actor_of(commit, ws.policy),
                             trees.get((commit.oid, where)) if where else None, None, details))
     return events
+
+
+def _event_trees(ws: Workspace, commits: Sequence[CommitInfo],
+                 planned: Sequence[tuple[CommitInfo, str, str | None, str | None]],
+                 every_change: bool) -> dict[tuple[str, str], str | None]:
+    wanted: dict[str, list[str]] = {}  # commit → the directories its events name
+    for commit, _kind, _name, where in planned:
+        if where:
+            wanted.setdefault(commit.oid, []).append(where)
+    paths = {p for found in wanted.values() for p in found}
+    trees: dict[tuple[str, str], str | None] = {}
+    latest: dict[str, str | None] = {}
+    for commit in reversed(commits):  # oldest first
+        for ch in commit.changes:
+            # A directory that became a file shows as a deleted tree beside an added file.
+            if ch.path in paths and TREE_MODE in (ch.old_mode, ch.new_mode):
+                tree = ch.new_oid if ch.new_mode == TREE_MODE else None
+                trees[(commit.oid, ch.path)] = tree
+                if every_change:
+                    latest[ch.path] = tree
+        for where in wanted.get(commit.oid, ()):
+            if (commit.oid, where) not in trees and where in latest:
+                trees[(commit.oid, where)] = latest[where]
+    lookups = [(oid, p) for oid, found in wanted.items() for p in found
+               if (oid, p) not in trees]
+    trees.update(zip(lookups, ws.store.trees_at(lookups), strict=True))
+    return trees
 
 
 def read_push_log(path: Path) -> list[dict[str, Any]]:

@@ -90,6 +90,7 @@ class Enforcer:
         self.progress = progress  # verify shows it on a terminal; the hook has none
         self._default: tuple[str | None, str | None] | None = None
         self._bootstrap: bool | None = None
+        self._policies: dict[str, Policy | str | None] = {}
 
     # -- the policy that governs a ref -----------------------------------------
 
@@ -97,7 +98,9 @@ class Enforcer:
         """The server's default branch and its tip."""
         if self._default is None:
             ref = self.store.head_ref()
-            self._default = (ref, self.store.resolve(ref) if ref else None)
+            # Through the long-lived cat-file the checks use anyway: no rev-parse to start.
+            found = self.store.objects([f"{ref}^{{commit}}"])[0] if ref else None
+            self._default = (ref, found[0] if found and found[1] == "commit" else None)
         return self._default
 
     def bootstrapping(self) -> bool:
@@ -111,6 +114,11 @@ class Enforcer:
     def policy_at(self, commit: str | None) -> Policy | str | None:
         if commit is None:
             return None
+        if commit not in self._policies:  # the default tip is often the old tip too
+            self._policies[commit] = self._read_policy(commit)
+        return self._policies[commit]
+
+    def _read_policy(self, commit: str) -> Policy | str | None:
         data = self.store.blob_at(commit, POLICY_FILE)
         if data is None:
             return None
@@ -169,12 +177,13 @@ class Enforcer:
         if update.old is not None:
             if update.old == update.new:
                 return []
-            problem = self._fast_forward_problem(update.old, update.new, branch)
+            listed = self._brought(update.old, update.new)
+            problem = _fast_forward_problem(listed, update.old, update.new, branch)
             if problem:
                 return [problem]
             if self.progress:
                 self.progress.phase("reading commits")
-            commits = self.store.walk([update.new, "--not", update.old])
+            commits = self.store.walk_listed(listed)
         else:
             twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()),
                         None)
@@ -192,6 +201,14 @@ class Enforcer:
             violations += [v for v in self.judge(commits, policy, pusher, update.new)
                            if v not in violations]
         return violations
+
+    def _brought(self, old: str, new: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The commits an update brings, with their parents (``rev-list --parents new
+        --not old``). The usual push, one commit on top of the old tip, needs no rev-list."""
+        commit = self.store.read_commits([new])[0]
+        if commit.parents == (old,):
+            return [(new, (old,))]
+        return self.store.rev_list([new, "--not", old])
 
     def protected_tips(self, policies: Sequence[Policy]) -> list[str]:
         """The tips of the server's branches that a policy protects."""
@@ -248,19 +265,6 @@ class Enforcer:
                               "org-admin", "the organization's first org-admin pushes it")]
         return []
 
-    def _fast_forward_problem(self, old: str, new: str | None, branch: str) -> Violation | None:
-        assert new is not None
-        out = self.store.run("rev-list", "--first-parent", "--parents", new, "--not", old)
-        lines = out.decode().split("\n")
-        lines = [ln for ln in lines if ln]
-        if lines:
-            oldest = lines[-1].split(" ")
-            if len(oldest) > 1 and oldest[1] == old:
-                return None
-        return Violation(None, None, f"the update of {branch} is not a fast-forward along its "
-                                     "first parents (a force push or a rewritten history)",
-                         f"rebase onto the server's {branch} ('git pull --rebase') and push again")
-
     # -- judging commits ----------------------------------------------------------
 
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
@@ -277,18 +281,20 @@ class Enforcer:
 
     def _facts(self, commits: Sequence[CommitInfo], tip: str) -> list[rules.CommitFacts]:
         store = self.store
-        per_commit: list[tuple[CommitInfo, tuple[rules.PathChange, ...], dict[str, set[str]]]] = []
+        per_commit: list[tuple[CommitInfo, tuple[rules.ChangedPath, ...],
+                               dict[str, set[str]]]] = []
         specs: list[str] = []
         for c in commits:
-            changes = tuple(rules.PathChange(ch.path, ch.old_mode, ch.new_mode)
-                            for ch in c.changes)
+            changes: tuple[rules.ChangedPath, ...] = c.changes
             agents = rules.touched(changes)
             per_commit.append((c, changes, agents))
             for env_name, agent in _needed_trees(agents):
                 specs.append(f"{c.oid}:{env_dir(env_name, agent)}")
-            for agent in set().union(*agents.values()) if agents else ():
+            for agent in _judged_approvals(agents):
                 specs.append(f"{c.oid}:{approval_path(agent)}")
-        infos = dict(zip(specs, store.objects_info(specs), strict=True))
+        # Contents come along (one cat-file for all): approvals are read, agent trees small.
+        found = dict(zip(specs, store.objects(specs), strict=True))
+        infos = {spec: (f[0], f[1]) for spec, f in found.items() if f}
         blobs: dict[str, rules.Approval | str] = {}
         chain: set[str] | None = None
         facts = []
@@ -300,14 +306,15 @@ class Enforcer:
             trees = {(e, a): _tree(infos.get(f"{c.oid}:{env_dir(e, a)}"))
                      for e, a in _needed_trees(agents)}
             approvals: dict[str, rules.Approval | str | None] = {}
-            for agent in set().union(*agents.values()) if agents else ():
+            for agent in _judged_approvals(agents):
                 info = infos.get(f"{c.oid}:{approval_path(agent)}")
                 if info is None or info[1] != "blob":
                     approvals[agent] = None if info is None else "approvals/ must hold files"
                     continue
                 if info[0] not in blobs:
-                    blobs[info[0]] = rules.parse_approval(store.read_blob(info[0]),
-                                                          approval_path(agent))
+                    data = found[f"{c.oid}:{approval_path(agent)}"]
+                    assert data is not None
+                    blobs[info[0]] = rules.parse_approval(data[2], approval_path(agent))
                 approvals[agent] = blobs[info[0]]
             policy_blob = None
             for ch in c.changes:
@@ -338,6 +345,21 @@ class Enforcer:
         return None
 
 
+def _fast_forward_problem(listed: Sequence[tuple[str, tuple[str, ...]]], old: str,
+                          new: str | None, branch: str) -> Violation | None:
+    """None when ``old`` is on ``new``'s first-parent chain; ``listed`` is
+    ``rev-list --parents new --not old``, the commits the update brings."""
+    parents = dict(listed)
+    commit = new
+    while commit in parents and parents[commit]:
+        if parents[commit][0] == old:
+            return None
+        commit = parents[commit][0]
+    return Violation(None, None, f"the update of {branch} is not a fast-forward along its "
+                                 "first parents (a force push or a rewritten history)",
+                     f"rebase onto the server's {branch} ('git pull --rebase') and push again")
+
+
 def _unfindable(commit: CommitInfo, trees: dict[tuple[str, str], str | None],
                 approvals: dict[str, rules.Approval | str | None]) -> tuple[str, ...]:
     """Paths the diff says the commit holds but a lookup by path cannot find: a tree
@@ -353,6 +375,12 @@ def _unfindable(commit: CommitInfo, trees: dict[tuple[str, str], str | None],
         if lost_tree or lost_approval:
             missing.append(change.path)
     return tuple(missing)
+
+
+def _judged_approvals(agents: dict[str, set[str]]) -> set[str]:
+    """The agents whose approval the rules read: those whose staging, production or
+    approval the commit touches (an edit of development alone needs none)."""
+    return set().union(*(agents.get(k, set()) for k in ("staging", "production", "approval")))
 
 
 def _needed_trees(agents: dict[str, set[str]]) -> list[tuple[str, str]]:

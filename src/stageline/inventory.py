@@ -7,7 +7,7 @@ from typing import Any
 
 from stageline import rules
 from stageline.actions import Workspace
-from stageline.gitstore import CommitInfo
+from stageline.gitstore import CommitInfo, Store
 from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 
@@ -79,11 +79,8 @@ def action_of(commit: CommitInfo) -> str:
 def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> list[AgentStatus]:
     """The status of every agent (or of ``only``) at the tip of the workspace's branch."""
     store = ws.store
-    env_trees = store.trees_at([(ws.head, f"{ENV_ROOT}/{env}") for env in ENVIRONMENTS])
-    trees: dict[str, dict[str, str]] = {}
-    for env, tree in zip(ENVIRONMENTS, env_trees, strict=True):
-        entries = store.read_tree(tree) if tree else {}
-        trees[env] = {name: e.oid for name, e in entries.items() if e.is_tree}
+    listed = store.subdirectories(ws.head, [f"{ENV_ROOT}/{env}" for env in ENVIRONMENTS])
+    trees = {env: listed[f"{ENV_ROOT}/{env}"] for env in ENVIRONMENTS}
     names = sorted(set().union(*trees.values()))
     if only is not None:
         names = [n for n in names if n == only]
@@ -108,23 +105,54 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     return result
 
 
+FIRST_CHUNK = 64  # commits diffed before looking whether every directory is attributed
+
+
 def _last_actions(ws: Workspace, names: list[str]) -> dict[tuple[str, str], LastAction]:
+    """For each (environment, agent) directory, the newest commit of the branch's
+    first-parent chain that changed it against its first parent: the version
+    ``stageline history`` lists first.
+
+    The chain is diffed newest first in chunks that grow fourfold, and the walk
+    stops once every directory is attributed. A root commit is not diffed file by
+    file (for an organization's first import that is every file of every agent):
+    one ``ls-tree`` lists the agent directories it holds. Only the commits that
+    win a directory are read.
+    """
     if not names:
         return {}
-    paths = [f"{ENV_ROOT}/{env}/{n}" for n in names for env in ENVIRONMENTS] \
-        if len(names) <= 20 else [ENV_ROOT]
+    store = ws.store
+    few = len(names) <= 20
+    # A few agents: git lists only the commits that touch them. Many: every commit
+    # of the chain is diffed whole, which costs git less than testing each entry
+    # of each environment directory against a pathspec.
+    paths = [f"{ENV_ROOT}/{env}/{n}" for n in names for env in ENVIRONMENTS] if few \
+        else [ENV_ROOT]
     wanted = {(env, n) for n in names for env in ENVIRONMENTS}
-    found: dict[tuple[str, str], LastAction] = {}
-    for commit in ws.store.walk([ws.head], paths):
-        for change in commit.changes:
-            parts = change.path.split("/")
-            key = (parts[1], parts[2]) if len(parts) > 3 else None
-            if key in wanted and key not in found:
-                found[key] = LastAction(commit.oid, actor_of(commit, ws.policy),
-                                        action_of(commit), commit.author_time)
-        if len(found) == len(wanted):
-            break
-    return found
+    winner: dict[tuple[str, str], str] = {}
+    order = store.rev_list(["--first-parent", ws.head], paths if few else ())
+    start, size = 0, FIRST_CHUNK
+    while start < len(order) and len(winner) < len(wanted):
+        chunk = order[start:start + size]
+        changes = store.first_parent_changes(chunk, paths, roots=False, pathspec=few)
+        for oid, parents in chunk:
+            keys = _root_agents(store, oid) if not parents else {
+                (parts[1], parts[2]) for change in changes.get(oid, ())
+                if len(parts := change.path.split("/", 3)) > 3 and parts[0] == ENV_ROOT}
+            for key in keys:
+                if key in wanted and key not in winner:
+                    winner[key] = oid
+        start, size = start + size, size * 4
+    oids = sorted(set(winner.values()))
+    actions = {c.oid: LastAction(c.oid, actor_of(c, ws.policy), action_of(c), c.author_time)
+               for c in store.read_commits(oids)}
+    return {key: actions[oid] for key, oid in winner.items()}
+
+
+def _root_agents(store: Store, commit: str) -> set[tuple[str, str]]:
+    """The (environment, agent) directories a root commit holds."""
+    listed = store.subdirectories(commit, [f"{ENV_ROOT}/{env}" for env in ENVIRONMENTS])
+    return {(env, name) for env in ENVIRONMENTS for name in listed[f"{ENV_ROOT}/{env}"]}
 
 
 def visible_environments(member: Member) -> tuple[str, ...]:

@@ -7,11 +7,13 @@ is written once.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from stageline import yamlsafe
 from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS, POLICY_FILE, is_agent_name
@@ -96,6 +98,7 @@ class Area:
 _RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE)
 
 
+@functools.lru_cache(maxsize=16384)  # a push names the same files commit after commit
 def classify(path: str) -> Area:
     parts = path.split("/")
     folded = parts[0].casefold()
@@ -232,23 +235,34 @@ class PathChange:
     new_mode: str
 
 
+class ChangedPath(Protocol):
+    """A changed path as the rules read it: a ``PathChange``, or the walk's own change."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def old_mode(self) -> str: ...
+    @property
+    def new_mode(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class CommitFacts:
     """What the rules need to know about one commit, gathered by the caller in batches.
 
     ``trees`` maps ``(env, agent)`` to the agent's tree id at this commit (None
     when absent), for every agent the commit touches; ``approvals`` the approval
-    record at this commit for those agents; ``policy_blob`` the new
-    ``stageline.yaml`` when the commit changes it; ``restored`` the production
-    tree at the ``Stageline-Restores`` commit, with ``restore_problem`` saying
-    why that commit cannot be restored from, if it cannot.
+    record at this commit for those whose staging, production or approval it
+    touches; ``policy_blob`` the new ``stageline.yaml`` when the commit changes it;
+    ``restored`` the production tree at the ``Stageline-Restores`` commit, with
+    ``restore_problem`` saying why that commit cannot be restored from, if it cannot.
     """
 
     oid: str
     parents: int
     author_email: str
     trailers: dict[str, str]
-    changes: tuple[PathChange, ...]
+    changes: tuple[ChangedPath, ...]
     trees: dict[tuple[str, str], str | None]
     approvals: dict[str, Approval | str | None]
     policy_blob: bytes | None = None
@@ -257,7 +271,12 @@ class CommitFacts:
     unfindable: tuple[str, ...] = ()
 
 
-def touched(changes: tuple[PathChange, ...]) -> dict[str, set[str]]:
+class _HasPath(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+def touched(changes: Iterable[_HasPath]) -> dict[str, set[str]]:
     """The agents a commit touches, by area: development/staging/production/approval."""
     result: dict[str, set[str]] = {}
     seen: set[tuple[str, ...]] = set()
