@@ -15,7 +15,7 @@ from typing import Any
 from stageline import yamlsafe
 from stageline.actions import Workspace
 from stageline.errors import UsageError
-from stageline.layout import check_env, env_dir
+from stageline.layout import check_env, env_dir, file_text
 
 # Which environment a state is compared with when only one is named: the one that
 # would replace it (for development, the staging it would replace).
@@ -111,7 +111,7 @@ def _listing(ws: Workspace, tree: str | None) -> dict[str, str]:
 def _file_change(path: str, old: bytes | None, new: bytes | None, old_label: str,
                  new_label: str) -> FileChange:
     status = "added" if old is None else "removed" if new is None else "modified"
-    old_text, new_text = _text(old), _text(new)
+    old_text, new_text = file_text(old), file_text(new)
     if (old is not None and old_text is None) or (new is not None and new_text is None):
         return FileChange(path, status, 0, 0, binary=True)
     old_lines = (old_text or "").splitlines(keepends=True)
@@ -124,17 +124,6 @@ def _file_change(path: str, old: bytes | None, new: bytes | None, old_label: str
     if path.endswith((".yaml", ".yml")):
         keys = _key_changes(path, old, new)
     return FileChange(path, status, added, removed, keys, diff)
-
-
-def _text(data: bytes | None) -> str | None:
-    if data is None:
-        return None
-    if b"\0" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def _key_changes(path: str, old: bytes | None, new: bytes | None) -> tuple[KeyChange, ...]:

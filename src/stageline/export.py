@@ -47,7 +47,7 @@ from stageline.gitstore import (
     short_ref,
 )
 from stageline.history import on_branch
-from stageline.layout import ENV_ROOT, POLICY_FILE, check_agent_name, is_agent_name
+from stageline.layout import ENV_ROOT, POLICY_FILE, check_agent_name, file_text, is_agent_name
 from stageline.policy import PolicyError, parse_policy
 from stageline.settings import parse_settings, references, settings_path
 
@@ -249,7 +249,7 @@ def _bundle(agent: str, commit: str, tree: str, files: Iterable[tuple[str, str, 
     used: dict[str, Any] = {}
     for mode, oid, path in files:
         data = blobs[oid]
-        text = _text(data)
+        text = file_text(data)
         content[path] = text if text is not None else {
             "base64": base64.b64encode(data).decode("ascii")}
         if mode == EXECUTABLE_MODE:
@@ -273,16 +273,6 @@ def _bundle(agent: str, commit: str, tree: str, files: Iterable[tuple[str, str, 
     digest = bundle_digest(bundle)
     bundle["sha256"] = digest
     return Bundle(agent, tree, digest, canonical(bundle) + b"\n")
-
-
-def _text(data: bytes) -> str | None:
-    """A file's text when it is UTF-8 without NUL bytes; None for anything else (base64)."""
-    if b"\0" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def is_bundle(name: str, data: bytes) -> bool:

@@ -52,3 +52,14 @@ def inside_agent(ref: object) -> str | None:
     if norm.startswith("../") or norm in ("..", "."):
         return None
     return norm
+
+
+def file_text(data: bytes | None) -> str | None:
+    """A file's text when it is UTF-8 without NUL bytes; None for anything else (binary,
+    shown as such by diff and carried as base64 by export) and for no file."""
+    if data is None or b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -161,8 +161,8 @@ def _ci_actor_env(raw: Any, source: str) -> tuple[str, ...]:
                           "{actor_env: [GITHUB_ACTOR]}.")
     unknown = sorted(str(k) for k in raw if k != "actor_env")
     if unknown:
-        raise PolicyError(f"{source}: ci has unknown key {unknown[0]!r}; the only key is "
-                          "actor_env.")
+        raise PolicyError(f"{source}: ci has unknown key {yamlsafe.show(unknown[0])}; the only key "
+                          "is actor_env.")
     if "actor_env" not in raw:
         return ()
     return _env_names(raw["actor_env"], "ci.actor_env", source,
@@ -192,7 +192,7 @@ def _service_accounts(raw: Any, members: dict[str, Member], source: str) \
     accounts: dict[str, ServiceAccount] = {}
     for account_id, spec in raw.items():
         if not isinstance(account_id, str) or not SERVICE_ID_RE.fullmatch(account_id):
-            raise PolicyError(f"{source}: {account_id!r} is not a valid service account id "
+            raise PolicyError(f"{source}: {yamlsafe.show(account_id)} is not a valid service account id "
                               "(the login the Git server reports).")
         clash = folded.get(account_id.casefold())
         if clash is not None:
@@ -204,7 +204,7 @@ def _service_accounts(raw: Any, members: dict[str, Member], source: str) \
         unknown = sorted(str(k) for k in spec if k != "acts_for_members")
         if unknown:
             raise PolicyError(f"{source}: service account {account_id} has unknown key "
-                              f"{unknown[0]!r}; the only key is acts_for_members.")
+                              f"{yamlsafe.show(unknown[0])}; the only key is acts_for_members.")
         acts = spec.get("acts_for_members", False)
         if not isinstance(acts, bool):
             raise PolicyError(f"{source}: service account {account_id}: acts_for_members must "
