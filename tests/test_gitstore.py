@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import author_env, git
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stageline.gitstore import Entry, Store, parse_trailers
 
@@ -52,3 +57,63 @@ def test_commit_messages_with_odd_bytes_are_read_exactly(org: Path) -> None:
         (commit,) = store.walk(["-1", "HEAD"])
     assert [c.path for c in commit.changes] == ["README.md"]
     assert "\x01" in commit.message
+
+
+def _git_tree(repo: Path, flat: dict[str, Entry]) -> str:
+    """The tree git itself writes for a flat listing (a temporary index, write-tree)."""
+    env = {"GIT_INDEX_FILE": str(repo / "test-index"), "GIT_DIR": str(repo)}
+    listing = "".join(f"{e.mode} {e.oid}\t{p}\n" for p, e in flat.items())
+    subprocess.run(["git", "update-index", "--add", "--index-info"], input=listing.encode(),
+                   env={**os.environ, **env}, check=True)
+    tree = subprocess.run(["git", "write-tree"], env={**os.environ, **env}, check=True,
+                          capture_output=True).stdout.decode().strip()
+    os.unlink(env["GIT_INDEX_FILE"])
+    return tree
+
+
+_NAMES = st.sampled_from(["a", "a.b", "a-b", "a0", "ab", "b", "a b", "é", "z", "a.", "_x"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.dictionaries(_NAMES, st.booleans(), max_size=8),
+       changes=st.dictionaries(st.tuples(_NAMES, st.sampled_from(["", "a", "a.b", "b"])),
+                               st.one_of(st.none(), st.booleans()), max_size=6))
+def test_replace_gives_the_tree_git_builds(tmp_path_factory: pytest.TempPathFactory,
+                                           start: dict[str, bool],
+                                           changes: dict[tuple[str, str], bool | None]) -> None:
+    """replace() splices tree bytes; git's own mktree of the expected entries must agree,
+    whatever the mix of files and directories, names that sort differently as
+    directories ("a" against "a.b", "a-b"), deletions, and type changes."""
+    repo = tmp_path_factory.mktemp("splice")
+    with Store.init(str(repo), "main", bare=True) as store:
+        blob, other = store.hash_blob(b"one\n"), store.hash_blob(b"two\n")
+        sub = store.replace(None, {"inner": Entry("100644", blob)})
+        files = {name: Entry("040000", sub) if is_dir else Entry("100644", blob)
+                 for name, is_dir in start.items()}
+        # the expected tree, as a flat listing: path -> entry
+        flat = {}
+        for name, entry in files.items():
+            if entry.is_tree:
+                flat[f"{name}/inner"] = Entry("100644", blob)
+            else:
+                flat[name] = entry
+        root = store.replace(None, dict(flat)) if flat else None
+        edits: dict[str, Entry | None] = {}
+        for (name, leaf), value in changes.items():
+            path = f"{name}/{leaf}" if leaf else name
+            if any(p != path and (p.startswith(path + "/") or path.startswith(p + "/"))
+                   for p in edits):
+                continue  # one change per path, none inside another
+            edits[path] = None if value is None else Entry("100644", other if value else blob)
+        for path, entry in edits.items():
+            for p in [p for p in flat if p == path or p.startswith(path + "/")
+                      or path.startswith(p + "/")]:
+                del flat[p]
+            if entry is not None:
+                flat[path] = entry
+        got = store.replace(root, edits) if (root or edits) else None
+        expected = _git_tree(repo, flat) if flat else None
+        if got is None or expected is None:
+            assert not flat and (got is None or got == store.replace(None, {}))
+        else:
+            assert got == expected

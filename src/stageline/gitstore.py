@@ -14,6 +14,7 @@ how the quarantined objects of the push are seen.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,6 +76,14 @@ def crash_point(step: str) -> None:
 class Identity:
     name: str
     email: str
+
+
+_MODES = {m.lstrip("0").encode(): m for m in ("100644", "100755", "040000", "120000", "160000")}
+
+
+@cache
+def _tree_entries(raw_len: int) -> re.Pattern[bytes]:
+    return re.compile(rb"([0-7]+) ([^\0]+)\0(.{%d})" % raw_len, re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -335,17 +344,19 @@ class Store:
         if obj is None or obj[0] != "tree":
             raise RepositoryError(f"object {oid} is not a tree.")
         data = obj[1]
-        raw_len = self.hexlen // 2
+        # One regular expression walks the entries (``<mode> <name>\0<raw id>``) in C: a
+        # directory of 10,000 agents is parsed on every promotion.
         entries: dict[str, Entry] = {}
-        pos = 0
-        while pos < len(data):
-            space = data.index(b" ", pos)
-            nul = data.index(b"\0", space)
-            mode = data[pos:space].decode().rjust(6, "0")
-            name = data[space + 1:nul].decode("utf-8", "surrogateescape")
-            oid_hex = data[nul + 1:nul + 1 + raw_len].hex()
-            entries[name] = Entry(mode, oid_hex)
-            pos = nul + 1 + raw_len
+        end = 0
+        for match in _tree_entries(self.hexlen // 2).finditer(data):
+            if match.start() != end:
+                break
+            mode, name, raw = match.groups()
+            entries[name.decode("utf-8", "surrogateescape")] = Entry(
+                _MODES.get(mode) or mode.decode().rjust(6, "0"), raw.hex())
+            end = match.end()
+        if end != len(data):
+            raise RepositoryError(f"tree {oid} is malformed.")
         return entries
 
     def tree_at(self, commit: str, path: str) -> str | None:
@@ -473,26 +484,77 @@ class Store:
             self.make_tree({})
 
     def _replace(self, tree: str | None, changes: Mapping[tuple[str, ...], Entry | None]) -> str | None:
-        entries = dict(self.read_tree(tree)) if tree else {}
-        nested: dict[str, dict[tuple[str, ...], Entry | None]] = {}
+        # Works on the tree's bytes: the entries of the changed names are cut out and the
+        # new ones put in their sorted places, so a directory of 10,000 agents costs one
+        # pass of a regular expression, not 10,000 parsed and rewritten entries.
+        data = self._tree_bytes(tree) if tree else b""
+        direct: dict[bytes, Entry | None] = {}
+        nested: dict[bytes, dict[tuple[str, ...], Entry | None]] = {}
         for parts, entry in changes.items():
+            name = parts[0].encode("utf-8", "surrogateescape")
             if len(parts) == 1:
-                if entry is None:
-                    entries.pop(parts[0], None)
-                else:
-                    entries[parts[0]] = entry
+                direct[name] = entry
             else:
-                nested.setdefault(parts[0], {})[parts[1:]] = entry
+                nested.setdefault(name, {})[parts[1:]] = entry
+        keys: list[bytes] = []  # git's order: a tree sorts as if its name ended in "/"
+        starts: list[int] = []
+        found: dict[bytes, tuple[int, bytes, bytes]] = {}  # name -> (index, mode, raw id)
+        end = 0
+        for match in _tree_entries(self.hexlen // 2).finditer(data):
+            if match.start() != end:
+                break
+            mode, name, raw = match.groups()
+            if name in direct or name in nested:
+                found[name] = (len(keys), mode, raw)
+            keys.append(name + b"/" if mode == b"40000" else name)
+            starts.append(match.start())
+            end = match.end()
+        if end != len(data):
+            raise RepositoryError(f"tree {tree} is malformed.")
+        final = dict(direct)
         for name, sub in nested.items():
-            current = entries.get(name)
-            new = self._replace(current.oid if current and current.is_tree else None, sub)
-            if new is None:
-                entries.pop(name, None)
-            else:
-                entries[name] = Entry(TREE_MODE, new)
-        if not entries:
+            have = found.get(name)
+            inner = have[2].hex() if have and have[1] == b"40000" else None
+            new = self._replace(inner, sub)
+            final[name] = None if new is None else Entry(TREE_MODE, new)
+        starts.append(len(data))
+        drop = {found[n][0] for n in final if n in found}
+        pieces: list[tuple[bytes, bytes]] = []  # (sort key, entry bytes) of the new entries
+        for name, entry in final.items():
+            if entry is not None:
+                record = (entry.mode.lstrip("0").encode() + b" " + name + b"\0"
+                          + bytes.fromhex(entry.oid))
+                pieces.append((name + b"/" if entry.is_tree else name, record))
+        pieces.sort()
+        dropped = sorted(drop)
+
+        def kept(i: int, j: int) -> list[bytes]:
+            """The bytes of entries i to j - 1, less the dropped ones."""
+            cuts = [k for k in dropped if i <= k < j]
+            bounds = [i, *[b for k in cuts for b in (k, k + 1)], j]
+            return [data[starts[a]:starts[b]] for a, b in zip(bounds[::2], bounds[1::2],
+                                                            strict=True)]
+
+        out: list[bytes] = []
+        i = 0
+        for key, record in pieces:
+            j = bisect.bisect_left(keys, key)
+            out += kept(i, j)
+            out.append(record)
+            i = j
+        out += kept(i, len(keys))
+        body = b"".join(out)
+        if not body:
             return None
-        return self.make_tree(entries)
+        if body == data and tree:
+            return tree
+        return self.run("hash-object", "-t", "tree", "-w", "--stdin", input=body).decode().strip()
+
+    def _tree_bytes(self, oid: str) -> bytes:
+        obj = self.read_object(oid)
+        if obj is None or obj[0] != "tree":
+            raise RepositoryError(f"object {oid} is not a tree.")
+        return obj[1]
 
     def build_tree(self, files: Mapping[str, bytes]) -> str:
         """A tree holding the given files (relative path → content)."""
