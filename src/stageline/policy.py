@@ -159,14 +159,19 @@ def _ci_actor_env(raw: Any, source: str) -> tuple[str, ...]:
     if not isinstance(raw, dict):
         raise PolicyError(f"{source}: ci must be a mapping, such as "
                           "{actor_env: [GITHUB_ACTOR]}.")
-    unknown = sorted(str(k) for k in raw if k != "actor_env")
-    if unknown:
-        raise PolicyError(f"{source}: ci has unknown key {yamlsafe.show(unknown[0])}; the only key "
-                          "is actor_env.")
+    _only_key(raw, "actor_env", "ci", source)
     if "actor_env" not in raw:
         return ()
     return _env_names(raw["actor_env"], "ci.actor_env", source,
                       "GIT_* variables are git's own, not the CI system's")
+
+
+def _only_key(mapping: dict[Any, Any], key: str, where: str, source: str) -> None:
+    """Refuse any key of ``mapping`` but ``key``: a misspelt setting is an error, not a no-op."""
+    unknown = sorted(str(k) for k in mapping if k != key)
+    if unknown:
+        raise PolicyError(f"{source}: {where} has unknown key {yamlsafe.show(unknown[0])}; the "
+                          f"only key is {key}.")
 
 
 def _env_names(names: Any, key: str, source: str, why_not_git: str) -> tuple[str, ...]:
@@ -201,10 +206,7 @@ def _service_accounts(raw: Any, members: dict[str, Member], source: str) \
         if not isinstance(spec, dict):
             raise PolicyError(f"{source}: service account {account_id} must be a mapping, such "
                               "as {acts_for_members: true}.")
-        unknown = sorted(str(k) for k in spec if k != "acts_for_members")
-        if unknown:
-            raise PolicyError(f"{source}: service account {account_id} has unknown key "
-                              f"{yamlsafe.show(unknown[0])}; the only key is acts_for_members.")
+        _only_key(spec, "acts_for_members", f"service account {account_id}", source)
         acts = spec.get("acts_for_members", False)
         if not isinstance(acts, bool):
             raise PolicyError(f"{source}: service account {account_id}: acts_for_members must "
