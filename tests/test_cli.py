@@ -452,3 +452,14 @@ def test_cli_reference_covers_every_command() -> None:
         name = " ".join(("stageline", *path))
         assert f"## {name}\n" in text
         assert f"Usage: {name} " in text
+
+
+def test_json_is_indented_on_a_terminal_and_one_line_in_a_pipe(ready_org: Path) -> None:
+    code, piped, _ = stageline("--repo", str(ready_org), "status", "--json")
+    assert code == OK
+    data = json.loads(piped)
+    assert piped == json.dumps(data, separators=(",", ":")) + "\n"
+    code, shown, _ = stageline("--repo", str(ready_org), "status", "--json", tty=("stdout",))
+    assert code == OK
+    assert shown == json.dumps(data, indent=2) + "\n"
+    assert data["agents"]

@@ -150,8 +150,10 @@ is one sentence on stderr.
 
 **`--json`.** The commands whose output is data take `--json` and print one JSON document
 on stdout, whose shape is shown under the command: keys may be added in later versions,
-never renamed or removed. `log --format jsonl` prints one object per line instead.
-`schema` prints JSON Schema and needs no flag; `demo`, `hook install` and
+never renamed or removed. The document is indented on a terminal and one compact line
+otherwise (a pipe, a file): for 10,000 agents' `status` that is half the bytes, written
+by the standard library's C encoder. `log --format jsonl` prints one object per line
+instead. `schema` prints JSON Schema and needs no flag; `demo`, `hook install` and
 `hook uninstall` print messages for people. The commands that commit (`init`,
 `agent new`, `promote`, `mark-ready`, `rollback`) print their outcome: `commit` is the
 new commit, or null when there was nothing to do (`summary` says why). `validate`,

@@ -50,6 +50,13 @@ PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tre
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
 GIT = ("git", "--no-replace-objects")
+# glibc's malloc, left to itself, gives back to the system the memory of every large
+# tree git frees and faults it in again for the next: diffing a chain of commits whose
+# directories hold thousands of entries spent about as long in the kernel as in git.
+# A higher trim threshold (and a fixed mmap threshold, so that glibc does not lower the
+# trim threshold again) keeps it; other C libraries ignore the variable. Any tunables
+# already set come after these, so they win.
+_DIFF_TUNABLES = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=16777216"
 _OID_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _TRAILER_KEY_RE = re.compile(r"[A-Za-z0-9-]+")
 _AUTHOR_RE = re.compile(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$")  # name <email> time tz
@@ -79,6 +86,9 @@ class Identity:
 
 
 _MODES = {m.lstrip("0").encode(): m for m in ("100644", "100755", "040000", "120000", "160000")}
+
+
+_LISTED_TREE = re.compile(r"040000 tree ([0-9a-f]+)\t([^\0]*)/([^/\0]*)\0")
 
 
 @cache
@@ -374,10 +384,16 @@ class Store:
         return obj[1] if obj and obj[0] == "blob" else None
 
     def read_blob(self, oid: str) -> bytes:
-        obj = self.read_object(oid)
-        if obj is None or obj[0] != "blob":
-            raise RepositoryError(f"object {oid} is not a file.")
-        return obj[1]
+        return self.read_blobs([oid])[0]
+
+    def read_blobs(self, oids: Sequence[str]) -> list[bytes]:
+        """The contents of many files, in order (one batch)."""
+        result = []
+        for oid, obj in zip(oids, self.read_objects(oids), strict=True):
+            if obj is None or obj[0] != "blob":
+                raise RepositoryError(f"object {oid} is not a file.")
+            result.append(obj[1])
+        return result
 
     def commit_tree_oid(self, commit: str) -> str | None:
         info = self.object_info(f"{commit}^{{tree}}")
@@ -392,12 +408,10 @@ class Store:
             return result
         out = self.run("ls-tree", "-d", "-z", "--full-tree", commit, "--",
                        *[f"{d}/" for d in dirs])
-        for record in out.split(b"\0"):
-            meta, _, path = record.partition(b"\t")
-            parent, _, name = path.decode("utf-8", "surrogateescape").rpartition("/")
-            _mode, kind, oid = meta.decode().split(" ") if meta else ("", "", "")
-            if parent in result and kind == "tree":
-                result[parent][name] = oid
+        # ``-d`` lists directories only: ``040000 tree <id>\t<dir>/<name>\0`` each.
+        for oid, parent, name in _LISTED_TREE.findall(out.decode("utf-8", "surrogateescape")):
+            if (found := result.get(parent)) is not None:
+                found[name] = oid
         return result
 
     def files(self, tree: str) -> list[tuple[str, str, str]]:
@@ -747,7 +761,7 @@ class Store:
         # share the work.
         changes: dict[str, list[Change]] = {}
         commits: list[CommitInfo] = []
-        _in_parallel([
+        in_parallel([
             lambda: commits.extend(self.read_commits([oid for oid, _parents in order])),
             lambda: changes.update(self.first_parent_changes(order, paths, roots=not prune,
                                                              pathspec=not prune, trees=trees))])
@@ -799,10 +813,13 @@ class Store:
         step = -(-len(feed) // parts)
         raws: list[bytes] = []
 
-        def diff(part: list[str]) -> Callable[[], None]:
-            return lambda: raws.append(self.run(*args, input="".join(part).encode()))
+        tunables = os.environ.get("GLIBC_TUNABLES")
+        env = {"GLIBC_TUNABLES": f"{_DIFF_TUNABLES}:{tunables}" if tunables else _DIFF_TUNABLES}
 
-        _in_parallel([diff(feed[i:i + step]) for i in range(0, len(feed), step)])
+        def diff(part: list[str]) -> Callable[[], None]:
+            return lambda: raws.append(self.run(*args, input="".join(part).encode(), env=env))
+
+        in_parallel([diff(feed[i:i + step]) for i in range(0, len(feed), step)])
         raw = b"".join(raws)
         changes = _parse_diff_tree(raw)
         if paths and not pathspec:
@@ -1220,9 +1237,10 @@ def _info(line: bytes) -> tuple[str, str] | None:
     return parts[0].decode(), parts[1].decode()
 
 
-def _in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
-    """Run each job in its own thread (git does the work, each in its own process);
-    the first exception is raised once all have ended."""
+def in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
+    """Run each job in its own thread, the first in this one; the first exception is
+    raised once all have ended. Threads gain only while git works in its own
+    processes: at most one job may use the store's long-lived git processes."""
     errors: list[BaseException] = []
 
     def run(job: Callable[[], object]) -> None:

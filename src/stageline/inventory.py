@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from stageline import rules
 from stageline.actions import Workspace
-from stageline.gitstore import CommitInfo, Store
+from stageline.gitstore import CommitInfo, Store, in_parallel
 from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 
@@ -18,6 +19,12 @@ class LastAction:
     actor: str | None
     action: str
     time: int
+
+    @cached_property
+    def json(self) -> dict[str, Any]:
+        """As ``status --json`` shows it: one dict, shared by every directory this
+        commit changed last (10,000 agents imported at once share one)."""
+        return {"commit": self.commit, "actor": self.actor, "action": self.action}
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,9 @@ class AgentStatus:
         return {
             "name": self.name,
             "environments": {
-                env: {
-                    "tree": self.trees[env],
-                    "last_action": None if self.last.get(env) is None else {
-                        "commit": self.last[env].commit,  # type: ignore[union-attr]
-                        "actor": self.last[env].actor,  # type: ignore[union-attr]
-                        "action": self.last[env].action,  # type: ignore[union-attr]
-                    },
-                } for env in environments
+                env: {"tree": self.trees[env],
+                      "last_action": None if (last := self.last.get(env)) is None else last.json}
+                for env in environments
             },
             "staging_equals_development": self.staging_equals_development,
             "production_equals_staging": self.production_equals_staging,
@@ -84,44 +86,66 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     names = sorted(set().union(*trees.values()))
     if only is not None:
         names = [n for n in names if n == only]
-    approvals_tree = store.tree_at(ws.head, APPROVALS)
-    approval_files = store.read_tree(approvals_tree) if approvals_tree else {}
-    last = _last_actions(ws, names) if with_last else {}
+    present = {(env, name) for env in ENVIRONMENTS for name in trees[env]}
+    winners: dict[tuple[str, str], str] = {}
+    approvals: dict[str, rules.Approval | str | None] = {}
+
+    def read_approvals() -> None:
+        approvals.update(_approvals(store, ws.head, names))
+
+    def walk() -> None:
+        winners.update(_last_changes(store, ws.head, names, present))
+
+    # git walks the history in its own processes while the approvals are parsed here.
+    in_parallel([read_approvals, walk] if with_last else [read_approvals])
+    commits = {c.oid: c for c in store.read_commits(sorted(set(winners.values())))}
+    actions = {oid: LastAction(oid, actor_of(c, ws.policy), action_of(c), c.author_time)
+               for oid, c in commits.items()}
     result = []
     for name in names:
-        staging = trees["staging"].get(name)
-        entry = approval_files.get(f"{name}.yaml")
-        approval = (rules.parse_approval(store.read_blob(entry.oid), f"{APPROVALS}/{name}.yaml")
-                    if entry and not entry.is_tree else None)
-        ready = rules.approval_problem(approval, name, staging) is None
+        approval = approvals.get(name)
+        ready = rules.approval_problem(approval, name, trees["staging"].get(name)) is None
+        approved = isinstance(approval, rules.Approval) and ready
         result.append(AgentStatus(
             name,
             {env: trees[env].get(name) for env in ENVIRONMENTS},
             ready,
-            approval.marked_by if isinstance(approval, rules.Approval) and ready else None,
-            {env: last.get((env, name)) for env in ENVIRONMENTS},
-            approval.tests_passed if isinstance(approval, rules.Approval) and ready else None,
+            approval.marked_by if approved else None,  # type: ignore[union-attr]
+            {env: actions[oid] if (oid := winners.get((env, name))) else None
+             for env in ENVIRONMENTS},
+            approval.tests_passed if approved else None,  # type: ignore[union-attr]
         ))
     return result
+
+
+def _approvals(store: Store, head: str, names: list[str]) -> dict[str, rules.Approval | str]:
+    """Each named agent's approval file, parsed (one batch of reads)."""
+    tree = store.tree_at(head, APPROVALS)
+    files = store.read_tree(tree) if tree else {}
+    entries = [(name, entry) for name in names
+               if (entry := files.get(f"{name}.yaml")) and not entry.is_tree]
+    blobs = store.read_blobs([entry.oid for _, entry in entries])
+    return {name: rules.parse_approval(blob, f"{APPROVALS}/{name}.yaml")
+            for (name, _), blob in zip(entries, blobs, strict=True)}
 
 
 FIRST_CHUNK = 64  # commits diffed before looking whether every directory is attributed
 
 
-def _last_actions(ws: Workspace, names: list[str]) -> dict[tuple[str, str], LastAction]:
+def _last_changes(store: Store, head: str, names: list[str],
+                  present: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """For each (environment, agent) directory, the newest commit of the branch's
     first-parent chain that changed it against its first parent: the version
-    ``stageline history`` lists first.
+    ``stageline history`` lists first. ``present`` holds the directories the tip has.
 
     The chain is diffed newest first in chunks that grow fourfold, and the walk
-    stops once every directory is attributed. A root commit is not diffed file by
-    file (for an organization's first import that is every file of every agent):
-    one ``ls-tree`` lists the agent directories it holds. Only the commits that
-    win a directory are read.
+    stops once every directory is attributed. The chain's first commit is not
+    diffed (for an organization's first import that is every file of every
+    agent): a directory the tip has that no later commit changed is the first
+    commit's. Only git processes of their own are used (see ``in_parallel``).
     """
     if not names:
         return {}
-    store = ws.store
     few = len(names) <= 20
     # A few agents: git lists only the commits that touch them. Many: every commit
     # of the chain is diffed whole, which costs git less than testing each entry
@@ -130,29 +154,25 @@ def _last_actions(ws: Workspace, names: list[str]) -> dict[tuple[str, str], Last
         else [ENV_ROOT]
     wanted = {(env, n) for n in names for env in ENVIRONMENTS}
     winner: dict[tuple[str, str], str] = {}
-    order = store.rev_list(["--first-parent", ws.head], paths if few else ())
+    order = store.rev_list(["--first-parent", head], paths if few else ())
     start, size = 0, FIRST_CHUNK
     while start < len(order) and len(winner) < len(wanted):
         chunk = order[start:start + size]
         changes = store.first_parent_changes(chunk, paths, roots=False, pathspec=few)
-        for oid, parents in chunk:
-            keys = _root_agents(store, oid) if not parents else {
-                (parts[1], parts[2]) for change in changes.get(oid, ())
-                if len(parts := change.path.split("/", 3)) > 3 and parts[0] == ENV_ROOT}
-            for key in keys:
+        for oid, _parents in chunk:
+            for change in changes.get(oid, ()):
+                parts = change.path.split("/", 3)
+                key = (parts[1], parts[2]) if len(parts) > 3 and parts[0] == ENV_ROOT else None
                 if key in wanted and key not in winner:
                     winner[key] = oid
         start, size = start + size, size * 4
-    oids = sorted(set(winner.values()))
-    actions = {c.oid: LastAction(c.oid, actor_of(c, ws.policy), action_of(c), c.author_time)
-               for c in store.read_commits(oids)}
-    return {key: actions[oid] for key, oid in winner.items()}
-
-
-def _root_agents(store: Store, commit: str) -> set[tuple[str, str]]:
-    """The (environment, agent) directories a root commit holds."""
-    listed = store.subdirectories(commit, [f"{ENV_ROOT}/{env}" for env in ENVIRONMENTS])
-    return {(env, name) for env in ENVIRONMENTS for name in listed[f"{ENV_ROOT}/{env}"]}
+    if order and not order[-1][1]:
+        # The walk reached the first commit (with a pathspec: the first that had any of
+        # the paths, its parents rewritten away): what the tip has and nothing since
+        # changed has been there since that commit.
+        for key in (wanted & present) - winner.keys():
+            winner[key] = order[-1][0]
+    return winner
 
 
 def visible_environments(member: Member) -> tuple[str, ...]:
