@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from stageline.rules import approval_text  # the text stageline mark-ready writes
+
 # One pusher (sam) brings a whole team's work in the benchmark push; approvals must be
 # pushed by the member who marked them, so sam marks them, and separation of duties is
 # off so that the same push may also carry the production pushes.
@@ -153,8 +155,7 @@ def push_ops(agents: int, files: int, commits: int) -> Iterator[tuple[str, str, 
                 f"D approvals/{name}.yaml\n".encode()]
         elif kind == 2:
             tree = tree_id(agent_files(i, files, version[i]))
-            text = (f"agent: {name}\nstaging_tree: {tree}\nmarked_by: sam\n"
-                    "marked_at: 2026-11-28T00:00:00Z\n").encode()
+            text = approval_text(name, tree, "sam", "2026-11-28T00:00:00Z").encode()
             yield "sam", f"Mark {name} ready" + _trailers("mark-ready", name, "sam"), [
                 _modify(f"approvals/{name}.yaml", text)]
         else:

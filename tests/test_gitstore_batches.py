@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import commit_all, git
 
-from stageline.gitstore import FEW_BYTES, FEW_OBJECTS, Store
+from stageline.gitstore import FEW_BYTES, FEW_OBJECTS, PARALLEL_OBJECTS, Store
 
 
 def repo_with_files(tmp_path: Path) -> tuple[Path, str]:
@@ -33,9 +33,12 @@ def test_small_and_large_requests_answer_alike(tmp_path: Path) -> None:
         many = store.objects(specs * (FEW_OBJECTS // len(specs) + 1))
         assert len(("\n".join(specs * 40)).encode()) > FEW_BYTES
         long_request = store.objects(specs * 40)
+        # Past PARALLEL_OBJECTS, two cat-file runs answer a half each, joined in order.
+        halves = store.objects(specs * (PARALLEL_OBJECTS // len(specs) + 1))
         infos = store.objects_info(specs)
         infos_many = store.objects_info(specs * 40)
     assert many[:len(specs)] == few and long_request[-len(specs):] == few
+    assert len(halves) > PARALLEL_OBJECTS and halves == few * (len(halves) // len(specs))
     assert infos_many[:len(specs)] == infos
     big = few[0]
     assert big is not None and big[1] == "blob" and big[2] == bytes(range(256)) * 1024

@@ -27,7 +27,7 @@ from conftest import RESOURCES, Result, commit_all, git, make_org, sl, tree_file
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stageline import yamlsafe
+from stageline import rules, yamlsafe
 from stageline.actions import import_organization
 from stageline.errors import BLOCKED, CHECK_FAILED, OK, REPOSITORY, USAGE, UsageError
 from stageline.gitstore import Store
@@ -477,6 +477,19 @@ def test_an_approval_written_by_stageline_reads_back(agent: str, tree: str, mark
     result = parse_approval(approval_text(agent, tree, marked_by, marked_at, passed).encode(),
                             "approvals/x.yaml")
     assert result == Approval(agent, tree, marked_by, marked_at, passed)
+
+
+@PROPERTY
+@given(st.from_regex(rules._WRITTEN_APPROVAL, fullmatch=True))
+def test_an_approval_read_without_the_parser_reads_as_the_parser_reads_it(data: bytes) -> None:
+    # A comment line keeps the document's value and sends it through the YAML parser.
+    assert parse_approval(data, "approvals/x.yaml") == parse_approval(data + b"# via YAML\n",
+                                                                     "approvals/x.yaml")
+
+
+def test_what_mark_ready_writes_is_read_without_the_parser() -> None:
+    text = approval_text("support-bot", "a" * 40, "sam.qa", "2026-11-28T14:00:00+00:00", 12)
+    assert rules._WRITTEN_APPROVAL.fullmatch(text.encode())
 
 
 def test_parse_approval_huge_integer_is_a_sentence() -> None:

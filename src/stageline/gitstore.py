@@ -47,6 +47,7 @@ JOURNAL_NAME = "stageline-pending.json"
 FEW_OBJECTS = 256
 FEW_BYTES = 12 * 1024
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
+PARALLEL_OBJECTS = 1024  # object names from which objects() uses two cat-file processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
 GIT = ("git", "--no-replace-objects")
@@ -846,8 +847,8 @@ class Store:
         is parsed in one piece."""
         if not specs:
             return []
-        request = "".join(f"{s}\n" if "\n" not in s else "-\n" for s in specs).encode(
-            "utf-8", "surrogateescape")
+        lines = [f"{s}\n" if "\n" not in s else "-\n" for s in specs]
+        request = "".join(lines).encode("utf-8", "surrogateescape")
         result: list[tuple[str, str, bytes] | None] = []
         if len(specs) <= FEW_OBJECTS and len(request) <= FEW_BYTES:
             proc = self._proc("_batch", ["cat-file", "--batch"])
@@ -858,7 +859,22 @@ class Store:
                 result.append((header[0].decode(), header[1].decode(),
                                proc.read(int(header[2]) + 1)[:-1]) if found else None)
             return result
-        out = self.run("cat-file", "--batch", input=request)
+        # Many are split between two cat-file processes, one per core: resolving
+        # ``<commit>:<path>`` names costs git more than reading what they name.
+        requests = [request]
+        if len(specs) >= PARALLEL_OBJECTS and (os.cpu_count() or 1) > 1:
+            half = len(lines) // 2
+            requests = ["".join(part).encode("utf-8", "surrogateescape")
+                        for part in (lines[:half], lines[half:])]
+        outs: list[bytes] = [b""] * len(requests)
+
+        def read(i: int) -> Callable[[], None]:
+            def job() -> None:
+                outs[i] = self.run("cat-file", "--batch", input=requests[i])
+            return job
+
+        in_parallel([read(i) for i in range(len(requests))])
+        out = b"".join(outs)
         pos = 0
         for _ in specs:
             end = out.index(b"\n", pos)

@@ -331,8 +331,9 @@ class Enforcer:
                     restored = {a: store.tree_at(target, env_dir("production", a))
                                 for a in agents.get("production", ())}
             facts.append(rules.CommitFacts(
-                c.oid, len(c.parents), c.author_email, c.trailers, changes, trees, approvals,
-                policy_blob, restored, restore_problem, _unfindable(c, trees, approvals)))
+                c.oid, len(c.parents), c.author_email, c.trailers, changes, agents, trees,
+                approvals, policy_blob, restored, restore_problem,
+                _unfindable(c, trees, approvals)))
         return facts
 
     def _restore_problem(self, commit: CommitInfo, target: str, chain: set[str]) -> str | None:
