@@ -60,6 +60,24 @@ def _promote(repo: Path) -> tuple[float, str]:
     return took, _git(repo, "rev-parse", "refs/heads/main")
 
 
+def time_in_process(repo: Path) -> float:
+    """One promotion called in this process (``stageline.cli.run``, imports already
+    paid by an earlier call): the promotion's own work, without interpreter start."""
+    import contextlib
+    import io
+
+    from stageline.cli import run
+
+    out = io.StringIO()
+    begin = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = run(["--repo", str(repo), "--as", "alice", "promote", AGENT, "--to", "staging"])
+    took = time.perf_counter() - begin
+    if code != 0 or "promoted" not in out.getvalue():
+        raise SystemExit(f"promotion failed (exit {code}): {out.getvalue()}")
+    return took
+
+
 def _checkout(repo: Path, start: str, new: str) -> float:
     """``git checkout NEW -- <paths>`` from the state a promotion starts from."""
     _reset(repo, start)

@@ -54,6 +54,7 @@ from history import CACHE  # noqa: E402
 from hook import time_baseline as hook_baseline  # noqa: E402
 from hook import time_in_process as hook_in_process  # noqa: E402
 from promote import _git as git  # noqa: E402
+from promote import time_in_process as promote_in_process  # noqa: E402
 
 DOCS = BENCH.parent / "docs" / "performance.md"
 START_MARK = "<!-- bench:run:start -->"
@@ -279,6 +280,18 @@ def bench_promote(tmp: Path, bare: Path, start: str, n: int, runs: int) -> list[
     plumbing = measure(["bash", str(script), AGENT], bare, runs, setup=reset_bare)
     if tree_of(bare) != expected:
         raise Failed("the plumbing script made another tree than stageline")
+    progress("  promote: stageline in-process, alternating with the plumbing script")
+    reset_bare()
+    promote_in_process(bare)  # imports
+    mine, theirs = [], []
+    for _ in range(runs):
+        reset_bare()
+        mine.append(promote_in_process(bare))
+        reset_bare()
+        seconds, _peak, code, _out, err = run_child(["bash", str(script), AGENT], bare)
+        if code != 0:
+            raise Failed(f"the plumbing script failed: {err.decode(errors='replace')}")
+        theirs.append(seconds)
     progress("  promote: naive copy and commit (clone)")
     naive = measure(["bash", "-c", NAIVE], clone, runs, setup=reset_clone)
     if tree_of(clone) != expected:
@@ -298,6 +311,8 @@ def bench_promote(tmp: Path, bare: Path, start: str, n: int, runs: int) -> list[
     what = f"`promote {AGENT} --to staging`"
     return [
         Row(f"{what}, bare repository", n, sl_bare, "plumbing script", plumbing),
+        Row(f"{what}, bare repository, in-process", n, Sample(statistics.median(mine), None),
+            "plumbing script", Sample(statistics.median(theirs), None)),
         Row(f"{what}, bare repository", n, sl_bare, "naive, in a clone", naive),
         Row(f"{what}, clone", n, sl_clone, "naive, in a clone", naive),
         Row(f"{what}, clone", n, sl_clone, "path-limited checkout", checkout),
@@ -459,7 +474,10 @@ Baselines:
 * **plumbing script**: the same tree replacement in a shell script, in the same bare
   repository: `git ls-tree` / `git mktree` on the path root → environments → staging,
   the agent's approval dropped if there is one, `git commit-tree`, and `git update-ref`
-  with the old value. The resulting tree is checked to be stageline's.
+  with the old value. The resulting tree is checked to be stageline's. The *in-process*
+  promotion row calls `stageline.cli.run` in the benchmark's own process (imports paid
+  by a warm-up call), alternating with the script run by run: what promoting costs
+  without the interpreter's start and imports, beside what plain git needs.
 * **naive, in a clone**: `rm -rf environments/staging/{AGENT} && cp -r
   environments/development/{AGENT} environments/staging/ && git add -A
   environments/staging/{AGENT} && git commit`, in a clone of the organization.
@@ -496,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000",
                         help="organization sizes in agents, comma-separated")
-    parser.add_argument("--files", type=int, default=8, help="files per agent per environment")
+    parser.add_argument("--files", type=int, default=40, help="files per agent per environment")
     parser.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up")
     parser.add_argument("--push-commits", type=int, default=1000,
                         help="commits in the push the hook checks")
