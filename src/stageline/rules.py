@@ -134,11 +134,13 @@ _HEX_RE = re.compile(r"[0-9a-f]+")
 # The text ``approval_text`` writes, when no value needs escaping: read without the YAML
 # parser (a push of 250 approvals spent 30 ms in it), with the value the parser gives
 # for it: quoted scalars of these characters are their own text, and ``passed`` has no
-# leading zero (octal in YAML 1.1) and fewer digits than any limit. Anything else,
+# leading zero (octal in YAML 1.1) and fewer digits than any limit. Every part is
+# bounded, so the text stays far below the parser's size limit. Anything else,
 # including every hand-written variation, goes through the parser.
 _WRITTEN_APPROVAL = re.compile(
-    rb'agent: "([a-z0-9-]+)"\nstaging_tree: "([0-9a-f]+)"\nmarked_by: "([A-Za-z0-9._-]+)"\n'
-    rb'marked_at: "([A-Za-z0-9:.+-]*)"\ntests: \{passed: (0|[1-9][0-9]{0,17}), failed: 0\}\n')
+    rb'agent: "([a-z0-9-]{1,100})"\nstaging_tree: "([0-9a-f]{1,100})"\n'
+    rb'marked_by: "([A-Za-z0-9._-]{1,100})"\nmarked_at: "([A-Za-z0-9:.+-]{0,100})"\n'
+    rb'tests: \{passed: (0|[1-9][0-9]{0,17}), failed: 0\}\n')
 
 
 @dataclass(frozen=True)
