@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gen_org import generate  # noqa: E402
+from gen_org import compile_package, generate  # noqa: E402
 
 CACHE = "stageline-audit-cache.jsonl"
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commits", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    compile_package()
     with tempfile.TemporaryDirectory(prefix="stageline-bench-") as tmp:
         repo = Path(tmp) / "org.git"
         generate(repo, args.agents, args.files, args.commits)

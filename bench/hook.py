@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gen_org import generate  # noqa: E402
+from gen_org import compile_package, generate  # noqa: E402
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="refs/heads/main",
                         help="with --repo: where the push starts (default: main)")
     args = parser.parse_args(argv)
+    compile_package()
     with tempfile.TemporaryDirectory(prefix="stageline-bench-") as tmp:
         repo, made = args.repo, 0.0
         if repo is None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gen_org import generate  # noqa: E402
+from gen_org import compile_package, generate  # noqa: E402
 
 AGENT = "agent-00000"
 PATHS = (f"environments/staging/{AGENT}", f"approvals/{AGENT}.yaml")
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time a path-limited git checkout of the same paths")
     parser.add_argument("--repos", help="keep the generated repositories here and reuse them")
     args = parser.parse_args(argv)
+    compile_package()
     rows = []
     with tempfile.TemporaryDirectory(prefix="stageline-bench-") as tmp:
         where = Path(args.repos) if args.repos else Path(tmp)

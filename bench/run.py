@@ -49,7 +49,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from gen_org import agent_name, generate  # noqa: E402
+from gen_org import agent_name, compile_package, generate  # noqa: E402
 from history import CACHE  # noqa: E402
 from hook import time_baseline as hook_baseline  # noqa: E402
 from hook import time_in_process as hook_in_process  # noqa: E402
@@ -207,18 +207,6 @@ def stageline_command() -> list[str]:
     """The installed ``stageline`` command beside this interpreter, as users run it."""
     script = Path(sys.executable).parent / "stageline"
     return [str(script)] if script.exists() else [sys.executable, "-m", "stageline"]
-
-
-def compile_package() -> None:
-    """Write the package's bytecode, as installing it from a wheel does. An editable
-    install run with PYTHONDONTWRITEBYTECODE set would compile every module again at
-    every start (about 70 ms), which no installed stageline does."""
-    import compileall
-
-    import stageline
-
-    if not compileall.compile_dir(Path(stageline.__file__).parent, quiet=1):
-        raise Failed("could not compile the stageline package")
 
 
 def progress(message: str) -> None:
