@@ -847,8 +847,8 @@ class Store:
         is parsed in one piece."""
         if not specs:
             return []
-        lines = [f"{s}\n" if "\n" not in s else "-\n" for s in specs]
-        request = "".join(lines).encode("utf-8", "surrogateescape")
+        request = "".join(f"{s}\n" if "\n" not in s else "-\n" for s in specs).encode(
+            "utf-8", "surrogateescape")
         result: list[tuple[str, str, bytes] | None] = []
         if len(specs) <= FEW_OBJECTS and len(request) <= FEW_BYTES:
             proc = self._proc("_batch", ["cat-file", "--batch"])
@@ -863,9 +863,8 @@ class Store:
         # ``<commit>:<path>`` names costs git more than reading what they name.
         requests = [request]
         if len(specs) >= PARALLEL_OBJECTS and (os.cpu_count() or 1) > 1:
-            half = len(lines) // 2
-            requests = ["".join(part).encode("utf-8", "surrogateescape")
-                        for part in (lines[:half], lines[half:])]
+            cut = request.index(b"\n", len(request) // 2) + 1  # a whole line each side
+            requests = [request[:cut], request[cut:]]
         outs: list[bytes] = [b""] * len(requests)
 
         def read(i: int) -> Callable[[], None]:

@@ -86,7 +86,6 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     names = sorted(set().union(*trees.values()))
     if only is not None:
         names = [n for n in names if n == only]
-    present = {(env, name) for env in ENVIRONMENTS for name in trees[env]}
     winners: dict[tuple[str, str], str] = {}
     approvals: dict[str, rules.Approval | str | None] = {}
 
@@ -94,6 +93,7 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
         approvals.update(_approvals(store, ws.head, names))
 
     def walk() -> None:
+        present = {(env, name) for env in ENVIRONMENTS for name in trees[env]}
         winners.update(_last_changes(store, ws.head, names, present))
 
     # git walks the history in its own processes while the approvals are parsed here.
