@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from conftest import author_env, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stageline.gitstore import Entry, Store, parse_trailers
+from stageline.gitstore import Entry, Store, nogc, parse_trailers
 
 
 def test_many_lookups_in_one_batch_do_not_deadlock(org: Path) -> None:
@@ -57,6 +58,48 @@ def test_commit_messages_with_odd_bytes_are_read_exactly(org: Path) -> None:
         (commit,) = store.walk(["-1", "HEAD"])
     assert [c.path for c in commit.changes] == ["README.md"]
     assert "\x01" in commit.message
+
+
+def test_a_walk_cut_at_a_depth_keeps_exactly_the_shallower_entries(tmp_path: Path) -> None:
+    """Git's output is cut before it is parsed; names with colons, newlines and spaces
+    (a colon could start a record) leave the cut where the depth puts it."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    names = ["plain", ":100644 100644 a b M", "new\nline", "sp ace", ":x"]
+    for name in names:
+        (repo / name).write_text("1\n")
+        deep = repo / "a" / name / "b" / name
+        deep.mkdir(parents=True)
+        (deep / name).write_text("1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first", env=author_env("alice"))
+    for name in names[::2]:
+        (repo / name).write_text("2\n")
+        (repo / "a" / name / "b" / name / name).write_text("2\n")
+    (repo / "a" / ":x" / "b" / ":x" / ":x").unlink()  # a directory gone
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "second", env=author_env("alice"))
+    with Store.open(repo) as store:
+        order = store.rev_list(["HEAD"])
+        full = store.first_parent_changes(order, trees=True)
+        assert max(c.path.count("/") for c in full[order[0][0]]) == 4
+        for depth in range(5):
+            cut = store.first_parent_changes(order, trees=True, depth=depth)
+            assert cut == {oid: kept for oid, found in full.items()
+                           if (kept := [c for c in found if c.path.count("/") <= depth])}
+
+
+def test_nogc_runs_without_the_collector_and_restores_it() -> None:
+    seen = []
+    run = nogc(lambda: seen.append(gc.isenabled()))
+    run()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        run()  # a caller that turned it off keeps it off
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def _git_tree(repo: Path, flat: dict[str, Entry]) -> str:

@@ -8,7 +8,11 @@ from pathlib import Path
 
 from conftest import commit_all, git, sl
 
+from stageline import rules
+from stageline.actions import open_workspace
 from stageline.errors import OK
+from stageline.history import AUDITED, _events
+from stageline.layout import AGENT_DEPTH
 
 DEV = "environments/development/support-bot"
 WHERE = {"promote-to-staging": "staging", "mark-ready": "staging",
@@ -90,3 +94,46 @@ def test_an_agent_directory_replaced_by_a_file_has_no_tree(org: Path) -> None:
     events = check_trees(org)
     assert events[0]["action"] == "promote-to-staging" and events[0]["tree"] is None
     assert events[1]["action"] == "promote-to-staging" and events[1]["tree"] is not None
+
+
+def test_events_from_agent_directories_match_events_from_every_file(org: Path) -> None:
+    """The log walks only as deep as the agent directories; every file would give the
+    same events, odd trees included (a directory where an approval file belongs, a file
+    where an environment's agent directory belongs)."""
+    release(org, "v1\n")
+    assert sl(org, "agent", "new", "helper-bot", actor="alice").code == OK
+    (org / "approvals/helper-bot.yaml").mkdir(parents=True)
+    (org / "approvals/helper-bot.yaml/note.txt").write_text("not an approval\n")
+    (org / "environments/staging/stray").write_text("a file, not an agent\n")
+    (org / "environments/staging/support-bot/prompts/deeper").mkdir()
+    (org / "environments/staging/support-bot/prompts/deeper/x.md").write_text("x\n")
+    odd = commit_all(org, "dan", "Odd trees")
+    release(org, "v2\n")
+    ws = open_workspace(str(org))
+    chain = ws.store.rev_list(["--first-parent", ws.head])
+    paths = [*AUDITED, "environments/development"]
+    every_file = ws.store.walk_listed(chain, paths, prune=True, trees=True)
+    cut = ws.store.walk_listed(chain, paths, prune=True, trees=True, depth=AGENT_DEPTH)
+    assert sum(map(len, (c.changes for c in cut))) < sum(map(len, (c.changes for c in
+                                                                    every_file)))
+    events = _events(ws, cut, every_change=True)
+    assert events == _events(ws, every_file, every_change=True)
+    assert [(e.action, e.agent) for e in events if e.commit == odd] == [
+        ("promote-to-staging", "support-bot")]
+    assert len(events) == 9  # init, two releases of three, create-agent, the odd trees
+
+
+def test_a_directory_entry_names_only_an_agent_directory() -> None:
+    def change(path: str, old: str = "040000", new: str = "040000") -> rules.PathChange:
+        return rules.PathChange(path, old, new)
+
+    assert rules.touched([change("environments"), change("environments/staging"),
+                          change("environments/staging/bot/prompts"),
+                          change("approvals"), change("approvals/bot.yaml"),
+                          change("environments/Staging/bot"),
+                          change("environments/staging/Bad_Name"),
+                          change("environments/staging/stray", "000000", "100644")]) == {}
+    assert rules.touched([change("environments/staging/bot", new="000000"),
+                          change("environments/production/bot", old="000000"),
+                          change("approvals/bot.yaml", "000000", "100644")]) == {
+        "staging": {"bot"}, "production": {"bot"}, "approval": {"bot"}}

@@ -19,9 +19,9 @@ from typing import Any
 from stageline import rules
 from stageline.actions import Workspace
 from stageline.errors import UsageError
-from stageline.gitstore import TREE_MODE, CommitInfo
+from stageline.gitstore import TREE_MODE, CommitInfo, nogc
 from stageline.inventory import actor_of
-from stageline.layout import APPROVALS, ENV_ROOT, POLICY_FILE, check_env, env_dir
+from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, POLICY_FILE, check_env, env_dir
 from stageline.policy import Member
 
 
@@ -110,6 +110,7 @@ def parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+@nogc
 def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
               action: str | None = None, since: datetime | None = None,
               push_log: Path | None = None) -> list[Event]:
@@ -127,7 +128,8 @@ def audit_log(ws: Workspace, agent: str | None = None, actor: str | None = None,
             args.insert(0, f"--since={int(since.timestamp())}")
         # git's path-limited walk lists the commits that changed the agent's paths
         # against their first parent (the events of other agents are not wanted).
-        events = _events(ws, ws.store.walk(args, paths, trees=True), every_change=True)
+        events = _events(ws, ws.store.walk(args, paths, trees=True, depth=AGENT_DEPTH),
+                         every_change=True)
     else:
         events = _organization_events(ws, paths)
     pushers = _pushers(ws, push_log) if push_log else {}
@@ -168,7 +170,7 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     fresh: dict[str, list[Event]] = {}  # events of the commits diffed by this run
     for start in range(0, len(missing), CACHE_CHUNK):
         order = missing[start:start + CACHE_CHUNK]
-        commits = ws.store.walk_listed(order, paths, prune=True, trees=True)
+        commits = ws.store.walk_listed(order, paths, prune=True, trees=True, depth=AGENT_DEPTH)
         # A run of the chain (every commit after the first is the one before's child):
         # the walk keeps every commit of it that changed the audited paths.
         every_change = all(order[k][1] == (order[k + 1][0],) for k in range(len(order) - 1))
@@ -234,16 +236,14 @@ def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
 
 def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = False) \
         -> list[Event]:
-    """The events of walked commits (newest first). Each event's tree is what its
-    agent directory holds at the commit: from the walk's tree entries when the commit
-    changed it (a walk with ``trees``), else, with ``every_change`` (the commits hold
-    every commit of their stretch of the chain that changed the walked paths), from
-    the last older commit that did; else looked up."""
+    """The events of commits walked with trees to ``AGENT_DEPTH`` (newest first).
+    Each event's tree is what its agent directory holds at the commit: from the
+    walk's tree entries when the commit changed it, else, with ``every_change`` (the
+    commits hold every commit of their stretch of the chain that changed the walked
+    paths), from the last older commit that did; else looked up."""
     planned: list[tuple[CommitInfo, str, str | None, str | None]] = []
     for commit in commits:
-        # Directory entries (a walk with trees) are no file of an agent or the policy.
-        files = [c for c in commit.changes if TREE_MODE not in (c.new_mode, c.old_mode)]
-        touched = rules.touched(files)
+        touched = rules.touched(commit.changes)
         claimed = commit.trailers.get(rules.ACTION_TRAILER, "")
         if not commit.parents:  # the organization's first commit, adopted as it is
             planned.append((commit, "init", None, None))
@@ -258,7 +258,9 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = F
         if claimed == rules.CREATE_AGENT:
             for name in sorted(touched.get("development", ())):
                 planned.append((commit, "create-agent", name, env_dir("development", name)))
-        if any(c.path == POLICY_FILE for c in files):
+        # A directory's entry (a walk with trees) is no policy file.
+        if any(c.path == POLICY_FILE and TREE_MODE not in (c.old_mode, c.new_mode)
+               for c in commit.changes):
             planned.append((commit, "policy-change", None, None))
     trees = _event_trees(ws, commits, planned, every_change)
     events = []

@@ -9,7 +9,7 @@ from typing import Any
 from stageline import rules
 from stageline.actions import Workspace
 from stageline.gitstore import CommitInfo, Store, in_parallel
-from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS
+from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 
 
@@ -158,13 +158,13 @@ def _last_changes(store: Store, head: str, names: list[str],
     start, size = 0, FIRST_CHUNK
     while start < len(order) and len(winner) < len(wanted):
         chunk = order[start:start + size]
-        changes = store.first_parent_changes(chunk, paths, roots=False, pathspec=few)
+        changes = store.first_parent_changes(chunk, paths, roots=False, pathspec=few,
+                                             trees=True, depth=AGENT_DEPTH)
         for oid, _parents in chunk:
-            for change in changes.get(oid, ()):
-                parts = change.path.split("/", 3)
-                key = (parts[1], parts[2]) if len(parts) > 3 and parts[0] == ENV_ROOT else None
-                if key in wanted and key not in winner:
-                    winner[key] = oid
+            for env, agents in rules.touched(changes.get(oid, ())).items():
+                for name in agents:
+                    if (env, name) in wanted:
+                        winner.setdefault((env, name), oid)
         start, size = start + size, size * 4
     if order and not order[-1][1]:
         # The walk reached the first commit (with a pathspec: the first that had any of

@@ -12,6 +12,7 @@ ENV_ROOT = "environments"
 APPROVALS = "approvals"
 POLICY_FILE = "stageline.yaml"
 AGENT_FILE = "agent.yaml"
+AGENT_DEPTH = 2  # directories above an agent's: environments/<environment>/<agent>
 PUSH_LOG = "stageline-pushes.jsonl"  # in the server repository, written by post-receive
 AGENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

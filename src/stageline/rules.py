@@ -16,7 +16,15 @@ from datetime import date
 from typing import Any, Protocol
 
 from stageline import yamlsafe
-from stageline.layout import APPROVALS, ENV_ROOT, ENVIRONMENTS, POLICY_FILE, is_agent_name
+from stageline.gitstore import TREE_MODE
+from stageline.layout import (
+    AGENT_DEPTH,
+    APPROVALS,
+    ENV_ROOT,
+    ENVIRONMENTS,
+    POLICY_FILE,
+    is_agent_name,
+)
 from stageline.policy import MEMBER_ID_RE, Member, Policy
 
 EDIT_DEVELOPMENT = "edit-development"
@@ -289,23 +297,28 @@ class CommitFacts:
     unfindable: tuple[str, ...] = ()
 
 
-class _HasPath(Protocol):
-    @property
-    def path(self) -> str: ...
+def touched(changes: Iterable[ChangedPath]) -> dict[str, set[str]]:
+    """The agents a commit touches, by area: development/staging/production/approval.
 
-
-def touched(changes: Iterable[_HasPath]) -> dict[str, set[str]]:
-    """The agents a commit touches, by area: development/staging/production/approval."""
+    A walk with trees also lists the directories holding each change: an agent
+    directory's own entry names its agent (a walk cut at that depth lists no file
+    in it), any other directory's entry is nobody's file.
+    """
     result: dict[str, set[str]] = {}
     seen: set[tuple[str, ...]] = set()
     for change in changes:
+        path = change.path
+        if TREE_MODE in (change.old_mode, change.new_mode):
+            if path.count("/") != AGENT_DEPTH:
+                continue
+            path += "/"  # classified as the files in it are
         # Files of one agent directory all classify alike: classify each directory once.
-        parts = change.path.split("/", 3)
-        prefix = (*parts[:3], str(len(parts))) if parts[0] == ENV_ROOT else (change.path,)
+        parts = path.split("/", 3)
+        prefix = (*parts[:3], str(len(parts))) if parts[0] == ENV_ROOT else (path,)
         if prefix in seen:
             continue
         seen.add(prefix)
-        area = classify(change.path)
+        area = classify(path)
         if area.agent is None:
             continue
         key = area.env if area.kind == "env" else "approval"
