@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from conftest import author_env, commit_all, git, sl
@@ -187,6 +188,26 @@ def test_audit_log(org: Path) -> None:
     assert json.loads(sl(org, "log", "--json", "--since", "2999-01-01").out)["events"] == []
     assert sl(org, "log", "--since", "yesterday-ish").code == USAGE
     assert sl(org, "log", "--action", "deploy").code == USAGE
+
+
+def test_a_time_zone_git_cannot_mean_reads_as_utc(org: Path) -> None:
+    """git records whatever ``+hhmm`` a commit was made with; a day or more is no zone."""
+    policy = org / "stageline.yaml"
+    policy.write_text(policy.read_text() + "# reviewed\n")
+    git(org, "add", "-A")
+    tree = git(org, "write-tree")
+    head = git(org, "rev-parse", "HEAD")
+    body = (f"tree {tree}\nparent {head}\nauthor Olga <olga@example.com> 1760600060 +9999\n"
+            f"committer Olga <olga@example.com> 1760600060 -0730\n\nReview policy\n")
+    odd = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+                         cwd=org, input=body, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    git(org, "reset", "-q", "--hard", odd)
+    result = sl(org, "log", "--json")
+    assert result.code == OK, result.err
+    latest = json.loads(result.out)["events"][0]
+    assert latest["commit"] == odd and latest["action"] == "policy-change"
+    assert latest["time"] == "2025-10-16T07:34:20Z"
 
 
 def test_audit_log_names_the_pusher_from_the_server(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple, ParamSpec, TypeVar
 
@@ -138,10 +138,13 @@ class CommitInfo:
     author_tz: str
     message: str
     changes: tuple[Change, ...] = field(default=())
+    # Parsed with the commit (in the thread that reads commits while git diffs);
+    # worked out from the message when not given.
+    trailers: dict[str, str] = field(default_factory=dict, compare=False)
 
-    @cached_property
-    def trailers(self) -> dict[str, str]:
-        return parse_trailers(self.message)
+    def __post_init__(self) -> None:
+        if not self.trailers and ":" in self.message:
+            object.__setattr__(self, "trailers", parse_trailers(self.message))
 
 
 def parse_trailers(message: str) -> dict[str, str]:
@@ -773,8 +776,9 @@ class Store:
         result = []
         for (oid, listed_parents), c in zip(order, commits, strict=True):
             if oid in changes:
-                c = CommitInfo(c.oid, c.tree, c.parents, c.author_name, c.author_email,
-                               c.author_time, c.author_tz, c.message, tuple(changes[oid]))
+                # The commit was made above for this walk alone: its changes are set as
+                # its construction would (a frozen dataclass's own way), not copied anew.
+                object.__setattr__(c, "changes", tuple(changes[oid]))
             elif prune and listed_parents:
                 continue
             result.append(c)
@@ -1363,8 +1367,9 @@ def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitI
             if match:
                 author_name, author_email = match.group(1), match.group(2)
                 author_time, author_tz = int(match.group(3)), match.group(4)
+    message = body.decode("utf-8", "replace")
     return CommitInfo(oid, tree, tuple(parents), author_name, author_email, author_time, author_tz,
-                      body.decode("utf-8", "replace"), changes)
+                      message, changes, parse_trailers(message))
 
 
 __all__ = [

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,16 @@ class Version:
 
 
 def iso_time(commit: CommitInfo) -> str:
-    sign = -1 if commit.author_tz.startswith("-") else 1
-    offset = timedelta(hours=int(commit.author_tz[1:3]), minutes=int(commit.author_tz[3:5]))
-    when = datetime.fromtimestamp(commit.author_time, timezone(sign * offset))
+    when = datetime.fromtimestamp(commit.author_time, _zone(commit.author_tz))
     return when.isoformat().replace("+00:00", "Z")
+
+
+@cache
+def _zone(tz: str) -> timezone:
+    """The time zone of a commit's ``+hhmm``; one git cannot mean (a day or more) is UTC."""
+    offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5]))
+    return timezone(-offset if tz.startswith("-") else offset) if offset < timedelta(days=1) \
+        else UTC
 
 
 def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> list[Version]:
