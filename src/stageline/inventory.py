@@ -8,7 +8,7 @@ from typing import Any
 
 from stageline import rules
 from stageline.actions import Workspace
-from stageline.gitstore import CommitInfo, Store, in_parallel
+from stageline.gitstore import CommitInfo, Store, in_parallel, nogc
 from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 
@@ -78,6 +78,7 @@ def action_of(commit: CommitInfo) -> str:
     return commit.trailers.get("Stageline-Action", "edit").split("\n")[0]
 
 
+@nogc
 def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> list[AgentStatus]:
     """The status of every agent (or of ``only``) at the tip of the workspace's branch."""
     store = ws.store
