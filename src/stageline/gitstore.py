@@ -18,14 +18,12 @@ import bisect
 import contextlib
 import functools
 import gc
-import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -1202,6 +1200,8 @@ class Store:
                              indexed == wanted and found == blobs[0])
 
     def _blob_id(self, data: bytes) -> str:
+        import hashlib  # only an interrupted update needs it (hashlib and socket: 7 ms a start)
+
         algo = hashlib.sha256 if self.hexlen == 64 else hashlib.sha1
         return algo(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -1218,14 +1218,20 @@ def short_ref(ref: str) -> str:
     return ref.removeprefix("refs/heads/")
 
 
+def _host() -> str:
+    import socket  # only actions in a clone take the index lock
+
+    return socket.gethostname()
+
+
 def _lock_mark(pid: int) -> bytes:
-    return f"stageline pid={pid} host={socket.gethostname()}\n".encode()
+    return f"stageline pid={pid} host={_host()}\n".encode()
 
 
 def _stale(mark: bytes | None) -> bool:
     """Whether a lock mark names a stageline process of this host that is gone."""
     match = re.fullmatch(rb"stageline pid=(\d+) host=(\S*)\n", mark or b"")
-    if not match or match.group(2).decode("utf-8", "replace") != socket.gethostname():
+    if not match or match.group(2).decode("utf-8", "replace") != _host():
         return False
     pid = int(match.group(1))
     return pid != os.getpid() and not _alive(pid)
