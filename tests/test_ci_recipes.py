@@ -115,23 +115,37 @@ def _no_ci_variables(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(var)
 
 
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server with the hook and the CI policy, and a clone: made once, copied per test."""
+    base = tmp_path_factory.mktemp("world")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in list(os.environ):
+            if var.startswith(CI_PREFIXES):
+                mp.delenv(var)
+        server = make_org(base / "server.git", bare=True)
+        assert sl(None, "hook", "install", str(server)).code == OK
+        clone = base / "work"
+        git(base, "clone", "-q", str(server), str(clone))
+        policy = clone / "stageline.yaml"
+        policy.write_text(policy.read_text() + CI_POLICY)
+        commit_all(clone, "olga", "Policy: acting from CI")
+        World(base, server, clone, base / "bin").push("olga")
+    return base
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    server = make_org(tmp_path / "server.git", bare=True)
-    assert sl(None, "hook", "install", str(server)).code == OK
-    clone = tmp_path / "work"
-    git(tmp_path, "clone", "-q", str(server), str(clone))
+def world(tmp_path: Path, hooked: Path) -> World:
+    server, clone = tmp_path / "server.git", tmp_path / "work"
+    shutil.copytree(hooked / "server.git", server, symlinks=True)
+    shutil.copytree(hooked / "work", clone, symlinks=True)
+    git(clone, "remote", "set-url", "origin", str(server))
     fake = tmp_path / "bin"
     fake.mkdir()
     gh = fake / "gh"
     gh.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$GH_LOG"\n')
     gh.chmod(0o755)
-    w = World(tmp_path, server, clone, fake)
-    policy = clone / "stageline.yaml"
-    policy.write_text(policy.read_text() + CI_POLICY)
-    commit_all(clone, "olga", "Policy: acting from CI")
-    w.push("olga")
-    return w
+    return World(tmp_path, server, clone, fake)
 
 
 def load(path: Path) -> dict[Any, Any]:
