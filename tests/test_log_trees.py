@@ -137,3 +137,8 @@ def test_a_directory_entry_names_only_an_agent_directory() -> None:
                           change("environments/production/bot", old="000000"),
                           change("approvals/bot.yaml", "000000", "100644")]) == {
         "staging": {"bot"}, "production": {"bot"}, "approval": {"bot"}}
+    # Status names any changed environment directory, checked or not.
+    assert rules.agent_directory(change("environments/staging/Bad_Name")) == (
+        "staging", "Bad_Name")
+    assert rules.agent_directory(change("environments/staging/bot/prompts")) is None
+    assert rules.agent_directory(change("environments/staging/bot", "100644", "100644")) is None

@@ -8,7 +8,7 @@ from typing import Any
 
 from stageline import rules
 from stageline.actions import Workspace
-from stageline.gitstore import TREE_MODE, CommitInfo, Store, in_parallel, nogc
+from stageline.gitstore import CommitInfo, Store, in_parallel, nogc
 from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 
@@ -164,9 +164,7 @@ def _last_changes(store: Store, head: str, names: list[str],
         for oid, _parents in chunk:
             for change in changes.get(oid, ()):
                 # The walk is cut at the agent directories: each changed one is an entry.
-                parts = change.path.split("/")
-                key = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == ENV_ROOT and \
-                    TREE_MODE in (change.old_mode, change.new_mode) else None
+                key = rules.agent_directory(change)
                 if key in wanted:
                     winner.setdefault(key, oid)
         start, size = start + size, size * 4

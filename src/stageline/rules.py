@@ -297,6 +297,17 @@ class CommitFacts:
     unfindable: tuple[str, ...] = ()
 
 
+def agent_directory(change: ChangedPath) -> tuple[str, str] | None:
+    """``(environment, name)`` when ``change`` is the own entry of a directory
+    ``environments/<environment>/<name>`` (a walk with trees lists one for each
+    directory holding a change); the names are not checked."""
+    if TREE_MODE not in (change.old_mode, change.new_mode):
+        return None
+    parts = change.path.split("/")
+    return (parts[1], parts[2]) if len(parts) == AGENT_DEPTH + 1 and parts[0] == ENV_ROOT \
+        else None
+
+
 def touched(changes: Iterable[ChangedPath]) -> dict[str, set[str]]:
     """The agents a commit touches, by area: development/staging/production/approval.
 
@@ -309,7 +320,7 @@ def touched(changes: Iterable[ChangedPath]) -> dict[str, set[str]]:
     for change in changes:
         path = change.path
         if TREE_MODE in (change.old_mode, change.new_mode):
-            if path.count("/") != AGENT_DEPTH:
+            if agent_directory(change) is None:
                 continue
             path += "/"  # classified as the files in it are
         # Files of one agent directory all classify alike: classify each directory once.
