@@ -12,7 +12,8 @@ from conftest import author_env, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stageline.gitstore import Entry, Store, nogc, parse_trailers
+from stageline import gitstore
+from stageline.gitstore import Change, Entry, GitFailed, Store, nogc, parse_trailers
 
 
 def test_many_lookups_in_one_batch_do_not_deadlock(org: Path) -> None:
@@ -87,6 +88,71 @@ def test_a_walk_cut_at_a_depth_keeps_exactly_the_shallower_entries(tmp_path: Pat
             cut = store.first_parent_changes(order, trees=True, depth=depth)
             assert cut == {oid: kept for oid, found in full.items()
                            if (kept := [c for c in found if c.path.count("/") <= depth])}
+
+
+def _history(repo: Path, names: list[str], commits: int) -> None:
+    """``commits`` commits on main, each changing one of ``names`` (one fast-import)."""
+    stream = [b"reset refs/heads/main\n"]
+    for i in range(commits):
+        quoted = f"d/{names[i % len(names)]}/f".replace("\\", "\\\\").replace("\n", "\\n")
+        path = f'"{quoted}"'.encode()  # fast-import's C-style quoting
+        stream += [b"commit refs/heads/main\n",
+                   b"committer A <a@example.com> %d +0000\n" % (1700000000 + i),
+                   b"data 2\nc\n", b"M 100644 inline " + path + b"\n", b"data %d\n%d\n" %
+                   (len(str(i)) + 1, i)]
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=b"".join(stream),
+                   check=True)
+
+
+def test_a_walk_read_in_segments_is_the_walk_read_whole(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """diff-tree's output is parsed piece by piece as git writes it, cut at a mark git
+    echoes between commits; names that look like a mark or a commit id change nothing."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", "--bare", str(repo))
+    names = ["plain", "#stageline-00", "new\nline", "0" * 40, ":x"]
+    _history(repo, names, 60)
+    pieces: list[bytes] = []
+    real = gitstore._parse_diff_tree
+
+    def parse(raw: bytes) -> dict[str, list[Change]]:
+        pieces.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(gitstore, "_parse_diff_tree", parse)
+    with Store.open(repo) as store:
+        order = store.rev_list(["main"])
+        whole = store.first_parent_changes(order, trees=True)
+        assert len(pieces) == 1 and len(whole) == 60
+        monkeypatch.setattr(gitstore, "DIFF_SEGMENT", 7)
+        monkeypatch.setattr(gitstore, "PARALLEL_DIFF", 2)  # two processes, as with many
+        pieces.clear()
+        assert store.first_parent_changes(order, trees=True) == whole
+        assert len(pieces) == 2 * 5  # 30 commits each, in segments of 7
+        starts = {f"{oid}\0".encode() for oid, _parents in order}
+        assert all(piece[:41] in starts for piece in pieces)  # each begins with a commit
+
+
+def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree missing half way through a walk read in segments: the segments already
+    read are dropped and the walk fails with git's own message."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", "--bare", str(repo))
+    _history(repo, ["a", "b"], 20)
+    old = git(repo, "rev-parse", "main~15^{tree}")
+    for pack in (repo / "objects" / "pack").glob("*.pack"):  # every object loose
+        moved = tmp_path / pack.name
+        pack.rename(moved)
+        pack.with_suffix(".idx").unlink()
+        subprocess.run(["git", "unpack-objects", "-q"], cwd=repo, stdin=moved.open("rb"),
+                       check=True)
+    (repo / "objects" / old[:2] / old[2:]).unlink()
+    monkeypatch.setattr(gitstore, "DIFF_SEGMENT", 3)
+    with Store.open(repo) as store:
+        order = store.rev_list(["main"])
+        with pytest.raises(GitFailed, match="git diff-tree failed"):
+            store.first_parent_changes(order)
 
 
 def test_nogc_runs_without_the_collector_and_restores_it() -> None:

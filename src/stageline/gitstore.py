@@ -47,6 +47,7 @@ JOURNAL_NAME = "stageline-pending.json"
 FEW_OBJECTS = 256
 FEW_BYTES = 12 * 1024
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
+DIFF_SEGMENT = 512  # commits whose diff-tree output is parsed while git diffs the next ones
 PARALLEL_OBJECTS = 1024  # object names from which objects() uses two cat-file processes
 # Every git call reads the objects as they are: a replace ref (refs/replace/...) would
 # otherwise let a push show the checks a decoy in place of what it really brings.
@@ -825,14 +826,13 @@ class Store:
         env = {"GLIBC_TUNABLES": f"{_DIFF_TUNABLES}:{tunables}" if tunables else _DIFF_TUNABLES}
         changes: dict[str, list[Change]] = {}
 
+        def parse(segment: bytes) -> None:
+            if depth is not None:
+                segment = _deeper_than(depth).sub(b"", segment)
+            changes.update(_parse_diff_tree(segment))
+
         def diff(part: list[str]) -> Callable[[], None]:
-            def job() -> None:
-                raw = self.run(*args, input="".join(part).encode(), env=env)
-                if depth is not None:
-                    raw = _deeper_than(depth).sub(b"", raw)
-                # Parsed as soon as it ends, while the other part's git may still run.
-                changes.update(_parse_diff_tree(raw))
-            return job
+            return lambda: self._diff_segments(args, part, env, parse)
 
         in_parallel([diff(feed[i:i + step]) for i in range(0, len(feed), step)])
         if paths and not pathspec:
@@ -842,6 +842,60 @@ class Store:
                        if (kept := [c for c in found
                                     if c.path in exact or c.path.startswith(below)])}
         return changes
+
+    def _diff_segments(self, args: Sequence[str], lines: Sequence[str],
+                       env: Mapping[str, str], handle: Callable[[bytes], None]) -> None:
+        """Run ``diff-tree --stdin`` over ``lines`` and hand its output to ``handle``
+        in pieces as git writes them, each piece the whole output of up to
+        ``DIFF_SEGMENT`` consecutive lines: the output is parsed while git diffs on.
+
+        diff-tree echoes, and flushes, a line that names no object; a mark made of
+        random bytes after every ``DIFF_SEGMENT`` lines therefore comes back exactly
+        where one commit's records end and the next commit's begin, and no path in
+        the repository can hold it. (A git that did not echo it would give one piece.)
+        """
+        mark = f"#stageline-{os.urandom(16).hex()}\n"
+        blocks = ["".join(lines[i:i + DIFF_SEGMENT]) for i in range(0, len(lines), DIFF_SEGMENT)]
+        cut = mark.encode()
+        proc = subprocess.Popen(
+            [*GIT, "--literal-pathspecs", *args], cwd=self._cwd, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "GIT_FLUSH": "0", **env})
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+        errors: list[bytes] = []
+
+        def write() -> None:
+            with contextlib.suppress(OSError):  # git stopped early: its status says why
+                stdin.write(mark.join(blocks).encode())
+                stdin.close()
+
+        # git's input is written, and its errors read, beside the reading of its output.
+        helpers = [threading.Thread(target=write),
+                   threading.Thread(target=lambda: errors.append(stderr.read()))]
+        for helper in helpers:
+            helper.start()
+        try:
+            pending = bytearray()
+            while chunk := stdout.read1(1 << 20):
+                start = max(0, len(pending) - len(cut) + 1)
+                pending += chunk
+                while (end := pending.find(cut, start)) >= 0:
+                    handle(bytes(pending[:end]))
+                    del pending[:end + len(cut)]
+                    start = 0
+            handle(bytes(pending))
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            for helper in helpers:
+                helper.join()
+            stdout.close()
+            stderr.close()
+            proc.wait()
+        if proc.returncode != 0:
+            raise GitFailed(args, b"".join(errors).decode("utf-8", "replace"))
 
     def read_commits(self, oids: Sequence[str]) -> list[CommitInfo]:
         """Commit objects (one ``cat-file --batch`` run), in order, without their changes."""
