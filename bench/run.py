@@ -1,7 +1,7 @@
 """Time every stageline operation against a plain-git baseline, in one run.
 
     python bench/run.py [--sizes 100,1000,10000] [--files 8] [--runs 5]
-                        [--push-commits 1000] [--commits 10000] [--history-agents 1000]
+                        [--push-commits 1000] [--commits 10000] [--history-agents 10000]
                         [--write-docs [--docs PATH]]
 
 For each organization size N (bench/gen_org.py: N agents × F files in each of the
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="commits in the push the hook checks")
     parser.add_argument("--commits", type=int, default=10000,
                         help="commits on the branch for history and log")
-    parser.add_argument("--history-agents", type=int, default=1000,
+    parser.add_argument("--history-agents", type=int, default=10000,
                         help="at most this many agents in the history organization")
     parser.add_argument("--write-docs", action="store_true",
                         help="write the results into the documentation")
