@@ -23,6 +23,8 @@ def test_valid_policy_is_parsed() -> None:
     assert policy.organization == "acme"
     assert policy.members["olga"].roles == {"org-admin", "qa"}
     assert policy.member_by_email("olga@acme.TEST") is policy.members["olga"]
+    assert policy.member_by_email(" alice@ACME.test\n") is policy.members["alice"]
+    assert policy.member_by_email("mallory@acme.test") is None
     assert policy.is_protected("refs/heads/release")
     assert not policy.is_protected("refs/heads/feature")
     assert not policy.is_protected("refs/tags/main")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,11 +73,16 @@ class Policy:
         return account is not None and account.acts_for_members
 
     def member_by_email(self, email: str) -> Member | None:
-        wanted = email.strip().lower()
+        return self._by_email.get(email.strip().lower())
+
+    @functools.cached_property
+    def _by_email(self) -> dict[str, Member]:
+        """Members by lowercased email (made once: the hook and the log ask for every
+        commit, and an organization may have hundreds of members)."""
+        found: dict[str, Member] = {}
         for member in self.members.values():
-            if member.email.lower() == wanted:
-                return member
-        return None
+            found.setdefault(member.email.lower(), member)
+        return found
 
     def is_protected(self, ref: str) -> bool:
         name = ref.removeprefix("refs/heads/").lower()
