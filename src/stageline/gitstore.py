@@ -1376,8 +1376,10 @@ def _deeper_than(depth: int) -> re.Pattern[bytes]:
     """A record of ``diff-tree -z`` output (``:<modes> <ids> <status>\\0<path>\\0``)
     whose path is more than ``depth`` directories deep. A match tried from a colon
     inside a path fails: what follows a path is a record or a commit id, neither
-    holding a slash."""
-    return re.compile(rb":[^\0]*\0(?:[^/\0]*/){%d}[^\0]*\0" % (depth + 1))
+    holding a slash. The quantifiers are possessive (no character they take could
+    start what follows them, so giving one back never helps): a failed try costs
+    less."""
+    return re.compile(rb":[^\0]*+\0(?:[^/\0]*+/){%d}[^\0]*+\0" % (depth + 1))
 
 
 def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
