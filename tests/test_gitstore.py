@@ -145,14 +145,19 @@ def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path,
         moved = tmp_path / pack.name
         pack.rename(moved)
         pack.with_suffix(".idx").unlink()
-        subprocess.run(["git", "unpack-objects", "-q"], cwd=repo, stdin=moved.open("rb"),
-                       check=True)
+        with moved.open("rb") as objects:
+            subprocess.run(["git", "unpack-objects", "-q"], cwd=repo, stdin=objects,
+                           check=True)
     (repo / "objects" / old[:2] / old[2:]).unlink()
+    parsed: list[bytes] = []
+    real = gitstore._parse_diff_tree
+    monkeypatch.setattr(gitstore, "_parse_diff_tree", lambda raw: parsed.append(raw) or real(raw))
     monkeypatch.setattr(gitstore, "DIFF_SEGMENT", 3)
     with Store.open(repo) as store:
         order = store.rev_list(["main"])
         with pytest.raises(GitFailed, match="git diff-tree failed"):
             store.first_parent_changes(order)
+    assert parsed  # the commits before the missing tree were read, then dropped
 
 
 def test_nogc_runs_without_the_collector_and_restores_it() -> None:

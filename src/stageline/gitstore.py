@@ -877,7 +877,7 @@ class Store:
             helper.start()
         try:
             pending = bytearray()
-            while chunk := stdout.read1(1 << 20):
+            while chunk := os.read(stdout.fileno(), 1 << 20):
                 start = max(0, len(pending) - len(cut) + 1)
                 pending += chunk
                 while (end := pending.find(cut, start)) >= 0:
