@@ -419,6 +419,14 @@ def machine() -> str:
             f"Python {platform.python_version()}, git {git_version}")
 
 
+def load() -> str:
+    """The one-minute load average, or a dash where the system does not tell."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "—"
+
+
 def command_line(argv: Sequence[str]) -> str:
     script = Path(argv[0]).resolve()
     try:
@@ -429,7 +437,7 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def section(rows: list[Row], args: argparse.Namespace, argv: Sequence[str],
-            total: float) -> str:
+            total: float, loads: tuple[str, str]) -> str:
     push = f"{args.push_commits:,}"
     runs = f"{args.runs} run" + ("s" if args.runs != 1 else "")
     memory = ("`/usr/bin/time -f %M` around each command's warm-up run" if TIME else
@@ -441,7 +449,9 @@ def section(rows: list[Row], args: argparse.Namespace, argv: Sequence[str],
 ## Every operation against a plain-git baseline
 
 `{command_line(argv)}` measured every figure below in one run of
-{took}, on {machine()}.
+{took}, on {machine()}. The one-minute load average was {loads[0]} at the start and
+{loads[1]} at the end (the benchmark itself keeps about one core busy): figures taken on
+a busier machine are higher.
 
 Organizations: `bench/gen_org.py` makes N agents × {args.files} files in each of the three
 environments and a push of {push} commits ahead of `main` (development edits, promotions,
@@ -521,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs and not args.docs.is_file():
         parser.error(f"{args.docs} does not exist")
     begin = time.perf_counter()
+    load_at_start = load()
     rows: list[Row] = []
     try:
         compile_package()
@@ -550,11 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (order[(r.operation, r.baseline)], r.agents or 0))
     total = time.perf_counter() - begin
     print(f"{machine()}; median of {args.runs} run{'s' if args.runs != 1 else ''} after one warm-up; "
-          f"{total:.0f} s in all\n")
+          f"{total:.0f} s in all; load average {load_at_start} at the start, {load()} at the end\n")
     print(table(rows), end="")
     if args.write_docs:
         write_docs(args.docs, section(rows, args, sys.argv if argv is None else
-                                      ["bench/run.py", *argv], total))
+                                      ["bench/run.py", *argv], total,
+                                      (load_at_start, load())))
         print(f"\nwrote {args.docs}")
     return 0
 
