@@ -1,6 +1,6 @@
 """Time every stageline operation against a plain-git baseline, in one run.
 
-    python bench/run.py [--sizes 100,1000,10000] [--files 8] [--runs 5]
+    python bench/run.py [--sizes 100,1000,10000] [--files 40] [--runs 5]
                         [--push-commits 1000] [--commits 10000] [--history-agents 10000]
                         [--write-docs [--docs PATH]]
 
