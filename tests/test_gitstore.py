@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stageline import gitstore
+from stageline.errors import RepositoryError
 from stageline.gitstore import Change, Entry, GitFailed, Store, nogc, parse_trailers
 
 
@@ -158,6 +159,17 @@ def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path,
         with pytest.raises(GitFailed, match="git diff-tree failed"):
             store.first_parent_changes(order)
     assert parsed  # the commits before the missing tree were read, then dropped
+
+
+def test_diff_output_with_anything_but_a_commit_where_one_belongs_is_refused() -> None:
+    """A mark that came back altered (or any token out of place) would take the next
+    commit's records if read as a commit: the walk fails instead."""
+    oid = "a" * 40
+    record = f":100644 100644 {'b' * 40} {'c' * 40} M\0environments/staging/x/f\0"
+    assert gitstore._parse_diff_tree(f"{oid}\0{record}".encode())[oid][0].status == "M"
+    for stray in ("#stageline-00\n" + oid, "stageline", oid[:39]):
+        with pytest.raises(RepositoryError, match="unexpected format"):
+            gitstore._parse_diff_tree(f"{stray}\0{record}".encode())
 
 
 def test_nogc_runs_without_the_collector_and_restores_it() -> None:

@@ -686,7 +686,7 @@ class Store:
         raw = self.run("diff-tree", "-r", "-z", "--no-renames", base, new,
                        env={"GIT_INDEX_FILE": str(self.git_dir / "stageline-no-index")})
         # The parser of walk's output: two trees give no commit line, so one is put first.
-        return _parse_diff_tree(b"staged\0" + raw).get("staged", [])
+        return _parse_diff_tree(f"{self.null_oid}\0".encode() + raw).get(self.null_oid, [])
 
     def upstream(self) -> str | None:
         """The branch the current branch tracks (``refs/remotes/<remote>/<name>``), or None."""
@@ -1400,6 +1400,10 @@ def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
             i += 2
         else:
             if token:
+                # Anything else out of place (a mark git no longer echoed verbatim, say)
+                # would take a commit's records: refused, never read as a commit.
+                if not looks_like_oid(token.strip()):
+                    raise RepositoryError("git diff-tree answered in an unexpected format.")
                 current = changes.setdefault(token.strip(), [])
             i += 1
     return changes
