@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import gc
 import json
 import os
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
 from typing import NamedTuple, ParamSpec, TypeVar
 
@@ -285,21 +284,15 @@ class Store:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> bytes:
-        # The output is read whole: git need not flush it after each record, which
-        # through a pipe wakes this process once per commit of a long walk.
-        proc = subprocess.run(
-            [*GIT, "--literal-pathspecs", *args],
-            cwd=self._cwd, input=input, capture_output=True,
-            env={**os.environ, "GIT_FLUSH": "0", **(env or {})},
-        )
+        proc = subprocess.run(_argv(args), cwd=self._cwd, input=input, capture_output=True,
+                              env=_env(env))
         if check and proc.returncode != 0:
             raise GitFailed(args, proc.stderr.decode("utf-8", "replace"))
         return proc.stdout
 
     def succeeds(self, *args: str) -> bool:
         """Run a git command whose exit status is the answer."""
-        proc = subprocess.run([*GIT, "--literal-pathspecs", *args], cwd=self._cwd,
-                              capture_output=True)
+        proc = subprocess.run(_argv(args), cwd=self._cwd, capture_output=True)
         return proc.returncode == 0
 
     def _proc(self, name: str, argv: list[str]) -> _BatchProcess:
@@ -857,10 +850,8 @@ class Store:
         mark = f"#stageline-{os.urandom(16).hex()}\n"
         blocks = ["".join(lines[i:i + DIFF_SEGMENT]) for i in range(0, len(lines), DIFF_SEGMENT)]
         cut = mark.encode()
-        proc = subprocess.Popen(
-            [*GIT, "--literal-pathspecs", *args], cwd=self._cwd, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "GIT_FLUSH": "0", **env})
+        proc = subprocess.Popen(_argv(args), cwd=self._cwd, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(env))
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
         errors: list[bytes] = []
@@ -1268,6 +1259,18 @@ class _PendingState:
     current: bool  # the index and the files already are the new commit's
 
 
+def _argv(args: Sequence[str]) -> list[str]:
+    """A git command as every one-shot run starts it: pathspecs taken literally."""
+    return [*GIT, "--literal-pathspecs", *args]
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of a one-shot git run. Its output is read in large pieces, so
+    git need not flush after each record: through a pipe that wakes this process once
+    per commit of a long walk (a mark fed to ``diff-tree --stdin`` still flushes)."""
+    return {**os.environ, "GIT_FLUSH": "0", **(extra or {})}
+
+
 def short_ref(ref: str) -> str:
     return ref.removeprefix("refs/heads/")
 
@@ -1335,7 +1338,7 @@ def nogc(function: Callable[P, R]) -> Callable[P, R]:
     hundreds of thousands of small objects, none in a cycle, and the collector would
     scan every one of them again each time their number grows by a quarter: a fifth of
     a first ``log`` run on 10,000 commits, a twentieth of ``status`` of 10,000 agents."""
-    @functools.wraps(function)
+    @wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         enabled = gc.isenabled()
         gc.disable()
@@ -1402,9 +1405,10 @@ def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
             if token:
                 # Anything else out of place (a mark git no longer echoed verbatim, say)
                 # would take a commit's records: refused, never read as a commit.
-                if not looks_like_oid(token.strip()):
+                oid = token.strip()
+                if not looks_like_oid(oid):
                     raise RepositoryError("git diff-tree answered in an unexpected format.")
-                current = changes.setdefault(token.strip(), [])
+                current = changes.setdefault(oid, [])
             i += 1
     return changes
 
