@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import invariants
 import pytest
 
 from stageline.actions import import_organization
@@ -27,12 +28,25 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
+    # Reflogs everywhere, bare servers too: the invariants read every tip a branch had.
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n"
-                                    "\tallow = always\n")
+                                    "\tallow = always\n[core]\n\tlogAllRefUpdates = always\n")
     for var in ("STAGELINE_ACTOR", "STAGELINE_CRASH_AT", "GL_USERNAME", "GL_ID", "REMOTE_USER",
                 "GITEA_PUSHER_NAME", "GITHUB_USER_LOGIN", "BB_USER_NAME", "GL_USER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("STAGELINE_LOCK_WAIT", "0.2")
+
+
+@pytest.fixture(autouse=True)
+def _invariants(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """When a test ends, every hooked server it made must hold the states of
+    ``invariants.py``: whatever the hook accepted, no rule was broken."""
+    yield
+    if request.node.get_closest_marker("no_invariants"):
+        return
+    problems = [p for srv in invariants.hooked_servers(tmp_path)
+                for p in invariants.check_server(srv)]
+    assert not problems, "the hook accepted a state the rules forbid:\n" + "\n".join(problems)
 
 
 @dataclass
