@@ -60,7 +60,13 @@ GIT = ("git", "--no-replace-objects")
 _DIFF_TUNABLES = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=16777216"
 _OID_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _TRAILER_KEY_RE = re.compile(r"[A-Za-z0-9-]+")
-_AUTHOR_RE = re.compile(r"^(.*?) ?<([^<>]*)> (\d+) ([+-]\d{4})$")  # name <email> time tz
+# One commit as git reads it: id, tree, parents, author name, email, date ("<seconds> <tz>"
+# with --date=raw) and message, each ended by a NUL (git stops a message at a NUL of its
+# own, so none falls inside a field); a line feed ends each record.
+_COMMIT_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%ad%x00%B%x00"
+_COMMIT_FIELDS = 7
+EMPTY_TREE = {40: "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+              64: "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321"}
 
 
 def is_null_oid(oid: str) -> bool:
@@ -228,6 +234,7 @@ class Store:
         self.work_tree = work_tree
         self.hexlen = 64 if object_format == "sha256" else 40
         self.null_oid = "0" * self.hexlen
+        self.empty_tree = EMPTY_TREE[self.hexlen]
         self._cwd = str(work_tree or git_dir)
         self._batch: _BatchProcess | None = None
         self._check: _BatchProcess | None = None
@@ -446,13 +453,14 @@ class Store:
         return self.refs("refs/heads/")
 
     def refs(self, *prefixes: str) -> dict[str, str]:
-        """Every ref under the prefixes (such as ``refs/remotes/``) → object id."""
-        out = self.run("for-each-ref", "--format=%(refname)%00%(objectname)", *prefixes)
-        result = {}
-        for line in out.decode("utf-8", "surrogateescape").splitlines():
-            name, _, oid = line.partition("\0")
-            result[name] = oid
-        return result
+        """Every ref under the prefixes (such as ``refs/remotes/``) → object id.
+
+        Read as NUL-terminated records: a ref name may hold U+2028, NEL or any other
+        character that some line splitter breaks at."""
+        out = self.run("for-each-ref", "--format=%(objectname)%00%(refname)%00", *prefixes)
+        tokens = out.decode("utf-8", "surrogateescape").split("\0")
+        # each record is "<oid>\0<name>\0" and a line feed: the feed begins the next oid
+        return {tokens[i + 1]: tokens[i].lstrip("\n") for i in range(0, len(tokens) - 1, 2)}
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self.succeeds("merge-base", "--is-ancestor", ancestor, descendant)
@@ -669,14 +677,15 @@ class Store:
         hooks), written as tree objects only: no commit, no ref."""
         return self.run("write-tree").decode().strip()
 
-    def diff_trees(self, old: str | None, new: str) -> list[Change]:
+    def diff_trees(self, old: str | None, new: str, trees: bool = False) -> list[Change]:
         """Every file that differs from ``old`` to ``new`` (trees or commits; ``old`` None:
-        the empty tree)."""
-        base = old or self.make_tree({})
+        the empty tree); with ``trees``, each directory whose tree differs too (``-t``)."""
+        base = old or self.empty_tree
         # diff-tree reads the index on start-up, though two trees do not need it: in a clone
         # of 240,000 files that is 0.2 s on every commit the guard checks. A missing index
         # file reads as an empty one.
-        raw = self.run("diff-tree", "-r", "-z", "--no-renames", base, new,
+        raw = self.run("diff-tree", "-r", *(["-t"] if trees else []), "-z", "--no-renames",
+                       base, new,
                        env={"GIT_INDEX_FILE": str(self.git_dir / "stageline-no-index")})
         # The parser of walk's output: two trees give no commit line, so one is put first.
         return _parse_diff_tree(f"{self.null_oid}\0".encode() + raw).get(self.null_oid, [])
@@ -889,9 +898,30 @@ class Store:
             raise GitFailed(args, b"".join(errors).decode("utf-8", "replace"))
 
     def read_commits(self, oids: Sequence[str]) -> list[CommitInfo]:
-        """Commit objects (one ``cat-file --batch`` run), in order, without their changes."""
-        return [_commit_of(oid, obj, ()) for oid, obj in zip(oids, self.read_objects(oids),
-                                                             strict=True)]
+        """Commits, in order, without their changes, as git reads them: parents, tree,
+        author and message from git's own formatter (``rev-list --no-walk --format``),
+        never from a parser of our own that could read a header differently."""
+        if not oids:
+            return []
+        out = self.run("rev-list", "--no-walk=unsorted", "--stdin", "--no-commit-header",
+                       "--date=raw", f"--format={_COMMIT_FORMAT}",
+                       input="".join(f"{oid}\n" for oid in oids).encode())
+        tokens = out.decode("utf-8", "replace").split("\0")
+        found: dict[str, CommitInfo] = {}
+        for i in range(0, len(tokens) - 1, _COMMIT_FIELDS):
+            oid, tree, parents, name, email, date, message = tokens[i:i + _COMMIT_FIELDS]
+            seconds, _, tz = date.partition(" ")
+            oid = oid.lstrip("\n")  # the line feed that ends the record before
+            if not (looks_like_oid(oid) and looks_like_oid(tree)
+                    and all(looks_like_oid(p) for p in parents.split())):
+                raise RepositoryError("git rev-list answered in an unexpected format.")
+            found[oid] = CommitInfo(oid, tree, tuple(parents.split()), name, email,
+                                    int(seconds) if seconds.isdigit() else 0, tz or "+0000",
+                                    message)
+        missing = [oid for oid in oids if oid not in found]
+        if missing:
+            raise RepositoryError(f"commit {missing[0]} cannot be read.")
+        return [found[oid] for oid in oids]
 
     def read_objects(self, oids: Sequence[str]) -> list[tuple[str, bytes] | None]:
         """Many objects' ``(type, content)``, in order (None when missing)."""
@@ -1411,35 +1441,6 @@ def _parse_diff_tree(raw: bytes) -> dict[str, list[Change]]:
                 current = changes.setdefault(oid, [])
             i += 1
     return changes
-
-
-def _commit_of(oid: str, obj: tuple[str, bytes] | None, changes: tuple[Change, ...]) -> CommitInfo:
-    if obj is None or obj[0] != "commit":
-        raise RepositoryError(f"commit {oid} cannot be read.")
-    return _parse_commit(oid, obj[1], changes)
-
-
-def _parse_commit(oid: str, data: bytes, changes: tuple[Change, ...]) -> CommitInfo:
-    header, _, body = data.partition(b"\n\n")
-    tree = ""
-    parents: list[str] = []
-    author_name = author_email = ""
-    author_time = 0
-    author_tz = "+0000"
-    for line in header.split(b"\n"):
-        key, _, value = line.partition(b" ")
-        if key == b"tree":
-            tree = value.decode()
-        elif key == b"parent":
-            parents.append(value.decode())
-        elif key == b"author" and not author_email:
-            text = value.decode("utf-8", "replace")
-            match = _AUTHOR_RE.match(text)
-            if match:
-                author_name, author_email = match.group(1), match.group(2)
-                author_time, author_tz = int(match.group(3)), match.group(4)
-    return CommitInfo(oid, tree, tuple(parents), author_name, author_email, author_time, author_tz,
-                      body.decode("utf-8", "replace"), changes)
 
 
 __all__ = [

@@ -48,7 +48,7 @@ def check_staged(repo: str | None, explicit_actor: str | None) -> Verdict:
         ws = Workspace(store, "HEAD", head, policy)
         actor = resolve_actor(ws, explicit_actor)
         tree = store.index_tree()
-        changes = store.diff_trees(head, tree)
+        changes = store.diff_trees(head, tree, trees=True)
         if not changes:
             return Verdict(actor.id, source)
         # git commit hands its hooks the author it will record (--author, GIT_AUTHOR_EMAIL,
@@ -111,8 +111,7 @@ def _as_rollback(ws: Workspace, enforcer: Enforcer, staged: CommitInfo, actor: M
     """
     from stageline.history import history
 
-    change_set = tuple(rules.PathChange(c.path, c.old_mode, c.new_mode) for c in staged.changes)
-    agents = sorted(rules.touched(change_set).get("production", ()))
+    agents = sorted(rules.touched(staged.changes).get("production", ()))
     if len(agents) != 1:
         return None
     agent = agents[0]

@@ -9,6 +9,8 @@ This module is on the hook's start-up path: it imports only what judging needs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -19,12 +21,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stageline import rules
+from stageline import fsck, rules
 from stageline.errors import UsageError
-from stageline.gitstore import CommitInfo, Store, is_null_oid, looks_like_oid, short_ref
+from stageline.gitstore import (
+    GITLINK_MODE,
+    TREE_MODE,
+    CommitInfo,
+    Store,
+    is_null_oid,
+    looks_like_oid,
+    short_ref,
+)
 from stageline.layout import POLICY_FILE, PUSH_LOG, approval_path, env_dir
-from stageline.policy import Member, Policy, PolicyError, first_set, parse_policy
-from stageline.rules import Violation
+from stageline.policy import (
+    DEFAULT_IDENTITY_ENV,
+    Member,
+    Policy,
+    PolicyError,
+    first_set,
+    parse_policy,
+)
+from stageline.rules import DELETED_MODE, Violation
 
 if TYPE_CHECKING:
     from stageline.progress import Progress
@@ -91,6 +108,11 @@ class Enforcer:
         self._default: tuple[str | None, str | None] | None = None
         self._bootstrap: bool | None = None
         self._policies: dict[str, Policy | str | None] = {}
+        self._org: tuple[bool, list[Policy]] | None = None
+        self._self_protected: dict[str, str] | None = None
+        # The updates judged as protected branches (bootstrap included), as the push log
+        # records them: what post-receive logs is exactly this.
+        self.judged: list[dict[str, str | None]] = []
 
     # -- the policy that governs a ref -----------------------------------------
 
@@ -119,13 +141,51 @@ class Enforcer:
         return self._policies[commit]
 
     def _read_policy(self, commit: str) -> Policy | str | None:
-        data = self.store.blob_at(commit, POLICY_FILE)
-        if data is None:
+        found = self.store.objects([f"{commit}:{POLICY_FILE}"])[0]
+        if found is None or found[1] != "blob":
             return None
-        try:
-            return parse_policy(data)
-        except PolicyError as exc:
-            return exc.message.rstrip(".")
+        if found[0] not in self._policies:  # many branches hold the same policy file
+            try:
+                self._policies[found[0]] = parse_policy(found[2])
+            except PolicyError as exc:
+                self._policies[found[0]] = exc.message.rstrip(".")
+        return self._policies[found[0]]
+
+    def self_protected(self) -> dict[str, str]:
+        """The branches whose own tip's policy protects them, with their tips. Only such a
+        branch's history was judged by the rules (a policy cannot make the unprotected
+        branch it is pushed to protected, outside bootstrap), so only their policies
+        speak for the organization."""
+        if self._self_protected is None:
+            found = {}
+            for ref, tip in self.store.branches().items():
+                policy = self.policy_at(tip)
+                if isinstance(policy, Policy) and policy.is_protected(ref):
+                    found[ref] = tip
+            self._self_protected = found
+        return self._self_protected
+
+    def organization(self) -> tuple[bool, list[Policy]]:
+        """The organization's policies, and whether they are the default branch's.
+
+        The default branch's policy speaks for the organization only when it protects the
+        default branch itself: otherwise anyone who may push that branch (a GitFlow
+        ``develop``, a branch a maintainer made the default, one that does not exist)
+        would write it. Then the policies of the self-protected branches do.
+        """
+        if self._org is None:
+            ref, tip = self.default_branch()
+            policy = self.policy_at(tip)
+            if ref is not None and isinstance(policy, Policy) and policy.is_protected(ref):
+                self._org = (True, [policy])
+            else:
+                found: list[Policy] = []
+                for tip in self.self_protected().values():
+                    policy = self.policy_at(tip)
+                    if isinstance(policy, Policy) and policy not in found:
+                        found.append(policy)
+                self._org = (False, found)
+        return self._org
 
     # -- one update ------------------------------------------------------------
 
@@ -136,24 +196,24 @@ class Enforcer:
         ``env`` is the hook's environment (the pusher is read from it), or None
         for ``verify``, where ``pusher_id`` is given or the pusher is not checked.
 
-        A branch is protected when the policy at its old tip or at the default
-        branch's tip says so. It is judged by the policy at its old tip (at the
-        default branch's tip when it is created) and, when the default branch's
-        policy differs, by that one too: a branch cannot carry rules of its own
-        that grant more than the organization's.
+        A branch is protected when the policy at its old tip says so, or one of the
+        organization's policies does (``organization``). An existing branch is judged by
+        the policy at its old tip and, so that it cannot carry rules of its own that grant
+        more than the organization's, by the organization's policies too: the default
+        branch's, or, when the default branch does not speak for the organization, those
+        that protect this branch. A branch that does not exist yet is judged by the
+        organization's policies that protect it, and only an org-admin may create it.
         """
-        _default_ref, default_tip = self.default_branch()
-        default_policy = self.policy_at(default_tip)
+        trusted_default, organization = self.organization()
         if not update.ref.startswith("refs/heads/") and not force_protected:
-            return self._other_ref_check(update, default_policy)
-        governing = self.policy_at(update.old) if update.old else default_policy
-        protected = force_protected or any(
-            isinstance(p, Policy) and p.is_protected(update.ref)
-            for p in (governing, default_policy))
+            return self._other_ref_check(update, organization)
         branch = short_ref(update.ref)
-        if not protected:
+        governing = self.policy_at(update.old) if update.old else None
+        own = isinstance(governing, Policy) and governing.is_protected(update.ref)
+        protecting = [p for p in organization if p.is_protected(update.ref)]
+        if not (force_protected or own or protecting):
             return self._unprotected_check(update, env, branch)
-        if not isinstance(governing, Policy):
+        if update.old is not None and not isinstance(governing, Policy):
             why = (f"its policy is invalid ({governing})" if isinstance(governing, str)
                    else "there is no stageline.yaml to judge it by")
             return [Violation(None, POLICY_FILE, f"{branch} is protected but {why}",
@@ -161,12 +221,20 @@ class Enforcer:
         if update.new is None:
             return [Violation(None, None, f"the protected branch {branch} may not be deleted",
                               "keep the branch")]
-        policies = [governing]
-        if isinstance(default_policy, Policy) and default_policy != governing:
-            policies.append(default_policy)
+        if isinstance(governing, Policy):
+            extra = organization if trusted_default else ([] if own else protecting)
+            policies = [governing, *(p for p in extra if p != governing)]
+        else:
+            policies = protecting
+        if not policies:
+            return [Violation(None, None, f"no policy of the organization protects {branch}, "
+                                          "so nothing can judge its creation",
+                              "an org-admin lists it in protected_branches first")]
         who: str | None = None
         if env is not None or pusher_id is not None:
-            who = pusher_id if pusher_id is not None else pusher_from_env(governing, env or {})
+            who = pusher_id if pusher_id is not None else pusher_from_env(policies[0], env or {})
+            self.judged.append({"ref": update.ref, "old": update.old, "new": update.new,
+                                "pusher": who})
             if not who:
                 return [Violation(None, None, "the server did not say who is pushing",
                                   "push through the server's authenticated SSH or HTTP access")]
@@ -177,57 +245,73 @@ class Enforcer:
         if update.old is not None:
             if update.old == update.new:
                 return []
-            listed = self._brought(update.old, update.new)
+            listed = self.store.rev_list([update.new, "--not", update.old])
             problem = _fast_forward_problem(listed, update.old, update.new, branch)
             if problem:
                 return [problem]
             if self.progress:
                 self.progress.phase("reading commits")
-            commits = self.store.walk_listed(listed)
+            commits = self.store.walk_listed(listed, trees=True)
         else:
-            twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()),
-                        None)
-            if twin is not None:
-                return [Violation(None, None, f"{branch} differs only in case from the existing "
-                                              f"branch {short_ref(twin)}",
-                                  f"push to {short_ref(twin)} itself")]
+            problem = self._creation_problem(update, policies, who, branch)
+            if problem:
+                return [problem]
             # A new protected branch brings every commit that no protected branch holds
             # yet, even those already on unchecked branches of the server.
-            commits = self.store.walk([update.new, "--not", *self.protected_tips(policies)])
+            commits = self.store.walk([update.new, "--not", *self.protected_tips(policies)],
+                                      trees=True)
+        malformed = self.malformed(commits)
         violations: list[Violation] = []
         for policy in policies:
             # A service account's pushes are judged by their authors: pusher None.
             pusher = policy.member(who) if who else None
-            violations += [v for v in self.judge(commits, policy, pusher, update.new)
+            violations += [v for v in self.judge(commits, policy, pusher, update.new, malformed)
                            if v not in violations]
         return violations
 
-    def _brought(self, old: str, new: str) -> list[tuple[str, tuple[str, ...]]]:
-        """The commits an update brings, with their parents (``rev-list --parents new
-        --not old``). The usual push, one commit on top of the old tip, needs no rev-list."""
-        commit = self.store.read_commits([new])[0]
-        if commit.parents == (old,):
-            return [(new, (old,))]
-        return self.store.rev_list([new, "--not", old])
+    def _creation_problem(self, update: RefUpdate, policies: Sequence[Policy], who: str | None,
+                          branch: str) -> Violation | None:
+        twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()), None)
+        if twin is not None:
+            return Violation(None, None, f"{branch} differs only in case from the existing "
+                                         f"branch {short_ref(twin)}",
+                             f"push to {short_ref(twin)} itself")
+        if who is not None and not all(
+                (m := p.member(who)) is not None and m.has("org-admin") for p in policies):
+            return Violation(None, None, f"only org-admins may create the protected branch "
+                                         f"{branch}, and {who} is not one",
+                             "ask an org-admin to push it first")
+        return None
 
     def protected_tips(self, policies: Sequence[Policy]) -> list[str]:
-        """The tips of the server's branches that a policy protects."""
+        """The tips of the server's branches that a policy, or their own, protects."""
+        own = self.self_protected()
         return [tip for ref, tip in self.store.branches().items()
-                if any(p.is_protected(ref) for p in policies)]
+                if ref in own or any(p.is_protected(ref) for p in policies)]
 
     def _other_ref_check(self, update: RefUpdate,
-                         default_policy: Policy | str | None) -> list[Violation]:
+                         organization: Sequence[Policy]) -> list[Violation]:
         """Refs other than branches pass, unless they can change what a branch shows."""
         if update.ref.startswith("refs/replace/"):
             return [Violation(None, None, "replace refs are refused: they change what every "
                                           "git command on the server reads",
                               "push the commits themselves")]
-        last = update.ref.rsplit("/", 1)[-1].lower()
-        if isinstance(default_policy, Policy) and update.new is not None and any(
-                last == b.lower() for b in default_policy.protected_branches):
-            return [Violation(None, None, f"{update.ref} is named like the protected branch "
-                                          f"{last}, which git would read in its place",
-                              "choose another name")]
+        if update.new is None:
+            return []  # removing a ref named like a branch is cleaning up
+        if update.ref.startswith("refs/remotes/"):
+            return [Violation(None, None, "refs/remotes/ is refused on the server: git reads "
+                                          "refs/remotes/<name>/HEAD in place of a branch <name>",
+                              "push a branch or a tag")]
+        names = {b.lower() for p in organization for b in p.protected_branches}
+        lowered = update.ref.lower()
+        # What git's rev-parse tries for a name, before and after refs/heads/<name>
+        # (refs/remotes/ is refused above), and any ref ending in /<name>.
+        for name in sorted(names):
+            if lowered in (f"refs/{name}", f"refs/tags/{name}") or \
+                    lowered.rsplit("/", 1)[-1] == name:
+                return [Violation(None, None, f"{update.ref} is named like the protected branch "
+                                              f"{name}, which git would read in its place",
+                                  "choose another name")]
         return []
 
     def _unprotected_check(self, update: RefUpdate, env: Mapping[str, str] | None,
@@ -259,6 +343,8 @@ class Enforcer:
                               "push a valid stageline.yaml")]
         who = pusher_from_env(proposed, env)
         member = proposed.member(who) if who else None
+        self.judged.append({"ref": update.ref, "old": update.old, "new": update.new,
+                            "pusher": who})
         if member is None or not member.has("org-admin"):
             return [Violation(update.new, POLICY_FILE,
                               f"the first policy must name the pusher ({who or 'unknown'}) "
@@ -268,8 +354,9 @@ class Enforcer:
     # -- judging commits ----------------------------------------------------------
 
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
-              tip: str) -> list[Violation]:
-        facts = self._facts(commits, tip)
+              tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None
+              ) -> list[Violation]:
+        facts = self._facts(commits, tip, malformed or {})
         if self.progress:
             self.progress.phase("checking commits", len(facts))
         violations: list[Violation] = []
@@ -279,7 +366,57 @@ class Enforcer:
                 self.progress.advance()
         return violations
 
-    def _facts(self, commits: Sequence[CommitInfo], tip: str) -> list[rules.CommitFacts]:
+    def malformed(self, commits: Sequence[CommitInfo]) -> dict[str, tuple[tuple[str | None, str],
+                                                                          ...]]:
+        """The objects each commit brings that git's own tools read in more than one way
+        (``fsck.py``): the commit object itself, its root tree, every tree its first parent
+        does not have (``diff-tree -t`` lists them), and any entry whose object is not of
+        the kind its mode says (a "file" that is a directory). Each object is read once."""
+        trees: dict[str, None] = {}
+        files: dict[str, None] = {}
+        for c in commits:
+            trees[c.tree] = None
+            for ch in c.changes:
+                if ch.new_mode == TREE_MODE:
+                    trees[ch.new_oid] = None
+                elif ch.new_mode not in (DELETED_MODE, GITLINK_MODE):
+                    files[ch.new_oid] = None
+        oids = [c.oid for c in commits]
+        problems: dict[str, str] = {}
+        raw_len = self.store.hexlen // 2
+        for oid, obj in zip([*oids, *trees], self.store.objects([*oids, *trees]), strict=True):
+            if obj is None:
+                problems[oid] = "it cannot be read"
+            elif oid in trees:
+                why = fsck.tree_problem(obj[2], raw_len) if obj[1] == "tree" else \
+                    f"its mode says a directory, but it is a {obj[1]}"
+                if why:
+                    problems[oid] = why
+            elif why := (fsck.commit_problem(obj[2]) if obj[1] == "commit" else "not a commit"):
+                problems[oid] = why
+        for oid, info in zip(files, self.store.objects_info(list(files)), strict=True):
+            if info is None or info[1] != "blob":
+                problems[oid] = "its mode says a file, but it is " + \
+                    (f"a {info[1]}" if info else "missing")
+        if not problems:
+            return {}
+        result: dict[str, tuple[tuple[str | None, str], ...]] = {}
+        for c in commits:
+            found: list[tuple[str | None, str]] = []
+            if c.oid in problems:
+                found.append((None, f"the commit object is malformed: {problems[c.oid]}"))
+            for oid, path in [(c.tree, None), *((ch.new_oid, ch.path) for ch in c.changes)]:
+                if oid in problems:
+                    where = f"the tree {path}" if path else "the root tree"
+                    found.append((path, f"the commit's tree is malformed: {where}: "
+                                        f"{problems[oid]}"))
+            if found:
+                result[c.oid] = tuple(found)
+        return result
+
+    def _facts(self, commits: Sequence[CommitInfo], tip: str,
+               malformed: Mapping[str, tuple[tuple[str | None, str], ...]]
+               ) -> list[rules.CommitFacts]:
         store = self.store
         per_commit: list[tuple[CommitInfo, tuple[rules.ChangedPath, ...],
                                dict[str, set[str]]]] = []
@@ -333,7 +470,7 @@ class Enforcer:
             facts.append(rules.CommitFacts(
                 c.oid, len(c.parents), c.author_email, c.trailers, changes, agents, trees,
                 approvals, policy_blob, restored, restore_problem,
-                _unfindable(c, trees, approvals)))
+                malformed.get(c.oid, ()), store.empty_tree))
         return facts
 
     def _restore_problem(self, commit: CommitInfo, target: str, chain: set[str]) -> str | None:
@@ -359,23 +496,6 @@ def _fast_forward_problem(listed: Sequence[tuple[str, tuple[str, ...]]], old: st
     return Violation(None, None, f"the update of {branch} is not a fast-forward along its "
                                  "first parents (a force push or a rewritten history)",
                      f"rebase onto the server's {branch} ('git pull --rebase') and push again")
-
-
-def _unfindable(commit: CommitInfo, trees: dict[tuple[str, str], str | None],
-                approvals: dict[str, rules.Approval | str | None]) -> tuple[str, ...]:
-    """Paths the diff says the commit holds but a lookup by path cannot find: a tree
-    whose entries are out of order, which the checks must not be fooled by."""
-    missing = []
-    for change in commit.changes:
-        if is_null_oid(change.new_oid):
-            continue
-        area = rules.classify(change.path)
-        lost_tree = area.kind == "env" and trees.get((area.env or "", area.agent or ""),
-                                                     "") is None
-        lost_approval = area.kind == "approval" and approvals.get(area.agent or "") is None
-        if lost_tree or lost_approval:
-            missing.append(change.path)
-    return tuple(missing)
 
 
 def _judged_approvals(agents: dict[str, set[str]]) -> set[str]:
@@ -417,14 +537,25 @@ def report(ref: str, violations: Sequence[Violation], env: Mapping[str, str]) ->
 
 
 def run_chained(chain: str | None, stdin: bytes) -> int:
-    """Run a hook that was installed before ours, with the same input; its status counts."""
+    """Run a hook that was installed before ours, with the same input; its status counts.
+    As git runs hooks: a script without a ``#!`` line (the kernel refuses it, ENOEXEC) is
+    run by ``sh``."""
     if not chain or not os.path.isfile(chain) or not os.access(chain, os.X_OK):
         return 0
-    return subprocess.run([chain], input=stdin).returncode
+    try:
+        return subprocess.run([chain], input=stdin).returncode
+    except OSError as exc:
+        if exc.errno != errno.ENOEXEC:
+            raise
+        return subprocess.run(["sh", chain], input=stdin).returncode
 
 
-def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) -> int:
-    """The pre-receive hook: 0 accepts the push, 1 rejects it. Any error rejects it."""
+def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None,
+                record: bool = False) -> int:
+    """The pre-receive hook: 0 accepts the push, 1 rejects it. Any error rejects it.
+
+    With ``record`` (the installed shim passes it, beside stageline's post-receive), the
+    updates it judged as protected are kept for post-receive to log (``JUDGED_DIR``)."""
     try:
         status = run_chained(chain, stdin)
         if status != 0:
@@ -439,6 +570,8 @@ def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) 
                     rejected = True
                     for line in report(update.ref, violations, env):
                         print(line, file=sys.stderr)
+            if record and not rejected:
+                _keep_judged(store, _push_key(stdin, env), enforcer.judged)
         return 1 if rejected else 0
     except Exception as exc:  # noqa: BLE001 - fail closed, one sentence, no traceback
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
@@ -449,32 +582,28 @@ def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) 
 
 
 def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None) -> int:
-    """Record each accepted update of a protected branch in the server's push log."""
-    run_chained(chain, stdin)
+    """Record each accepted update of a protected branch in the server's push log: those
+    pre-receive judged as protected (its record of this push), or, when it left none (a
+    pre-receive without ``--record``), every update of a branch."""
     try:
+        run_chained(chain, stdin)
         updates = parse_updates(stdin.decode("utf-8", "surrogateescape"))
         with Store.open(".") as store:
-            enforcer = Enforcer(store)
-            _ref, default_tip = enforcer.default_branch()
-            records = []
-            for update in updates:
-                policy = enforcer.policy_at(update.new) if update.new else None
-                if not isinstance(policy, Policy):
-                    policy = enforcer.policy_at(default_tip)
-                if not isinstance(policy, Policy) or not policy.is_protected(update.ref):
-                    continue
-                # The pusher as pre-receive named it: by the old tip's identity.env.
-                judged_by = enforcer.policy_at(update.old) if update.old else None
-                identity = judged_by if isinstance(judged_by, Policy) else policy
-                records.append({
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "pusher": pusher_from_env(identity, env),
-                    "ref": update.ref,
-                    "old": update.old,
-                    "new": update.new,
-                })
-            if records:
-                data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+            judged = _take_judged(store, _push_key(stdin, env))
+            if judged is None:
+                enforcer = Enforcer(store)
+                judged = []
+                for update in updates:
+                    if update.ref.startswith("refs/heads/"):
+                        policy = enforcer.policy_at(update.old or update.new)
+                        found = first_set(policy.identity_env if isinstance(policy, Policy)
+                                          else DEFAULT_IDENTITY_ENV, env)
+                        judged.append({"ref": update.ref, "old": update.old, "new": update.new,
+                                       "pusher": found[1] if found else None})
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            if judged:
+                data = "".join(json.dumps({"time": now, **r}, sort_keys=True) + "\n"
+                               for r in judged)
                 fd = os.open(store.git_dir / PUSH_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                              0o644)
                 try:
@@ -486,6 +615,46 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
         print(f"stageline: the push was accepted but not recorded in {PUSH_LOG} "
               f"({type(exc).__name__}: {exc}).", file=sys.stderr)
         return 0
+
+
+JUDGED_DIR = "stageline-judged"  # in the server repository: pre-receive's records for post-receive
+_STALE_RECORD = 86400  # seconds: a record whose push never completed
+
+
+def _push_key(stdin: bytes, env: Mapping[str, str]) -> str:
+    """One push's name, the same in its pre-receive and post-receive: its updates and the
+    server's word for who pushes (so that two people pushing the same update apart)."""
+    import hashlib
+
+    who = "\0".join(env.get(name, "") for name in ("GL_ID", *DEFAULT_IDENTITY_ENV))
+    return hashlib.sha256(stdin + b"\0" + who.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _keep_judged(store: Store, key: str, judged: list[dict[str, str | None]]) -> None:
+    """Write pre-receive's record of this push (an error rejects the push: an accepted
+    update of a protected branch that the log would miss is a hole in the audit)."""
+    folder = store.git_dir / JUDGED_DIR
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > _STALE_RECORD:
+                old.unlink()
+    tmp = folder / f"{key}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(judged), encoding="utf-8")
+    os.replace(tmp, folder / f"{key}.json")
+
+
+def _take_judged(store: Store, key: str) -> list[dict[str, str | None]] | None:
+    path = store.git_dir / JUDGED_DIR / f"{key}.json"
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    path.unlink(missing_ok=True)
+    if not isinstance(records, list):
+        return None
+    return records
 
 
 def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None,
@@ -517,10 +686,14 @@ def main(kind: str, args: Sequence[str]) -> int:
     rest = list(args)
     if rest[:1] == ["--chain"] and len(rest) >= 2:
         chain, rest = rest[1], rest[2:]
+    record = "--record" in rest and kind == "pre-receive"
+    if record:
+        rest.remove("--record")
     if rest:
         print(f"stageline: unexpected arguments {' '.join(rest)!r} for hook {kind}.",
               file=sys.stderr)
         return 2
     stdin = sys.stdin.buffer.read()
-    entry = pre_receive if kind == "pre-receive" else post_receive
-    return entry(stdin, dict(os.environ), chain)
+    if kind == "pre-receive":
+        return pre_receive(stdin, dict(os.environ), chain, record)
+    return post_receive(stdin, dict(os.environ), chain)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from stageline import yamlsafe
+from stageline import fsck, yamlsafe
 from stageline.gitstore import TREE_MODE
 from stageline.layout import (
     AGENT_DEPTH,
@@ -72,8 +72,14 @@ DESCRIPTIONS = {
     VIEW_ALL: "see every environment",
 }
 
-CI_PATHS = (".github/", ".gitlab/")
+CI_DIRS = (".github", ".gitlab")
 CI_FILES = (".gitlab-ci.yml",)
+# Files that change what git shows of the repository (attributes: filters and line endings
+# of a checkout; mailmap: the names ``git log`` prints) and who reviews what (CODEOWNERS):
+# org-admins' as CI definitions are. Attributes and CODEOWNERS count in any directory
+# outside environments/ (git and forges read them there too), the mailmap at the top.
+ADMIN_FILE_NAMES = (".gitattributes", "codeowners")
+ADMIN_TOP_FILES = (".mailmap",)
 
 
 def allowed(member: Member, action: str) -> bool:
@@ -103,16 +109,34 @@ class Area:
     reason: str | None = None
 
 
-_RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE)
+# Top-level names the rules give a meaning; a name another file system may store as one of
+# them (case, ignorable code points, NFKC, trailing dots, 8.3 short names) is refused:
+# a checkout there would put its files in the reserved place.
+_RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE, *CI_DIRS, *CI_FILES,
+             *ADMIN_TOP_FILES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _alias(top: str) -> str | None:
+    """The reserved top-level name ``top`` may stand for without being it, or None."""
+    return next((r for r in _RESERVED if top != r and fsck.stands_for(top, r)), None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _admin_file(name: str) -> bool:
+    return any(fsck.stands_for(name, n) for n in ADMIN_FILE_NAMES)
 
 
 @functools.lru_cache(maxsize=16384)  # a push names the same files commit after commit
 def classify(path: str) -> Area:
     parts = path.split("/")
-    folded = parts[0].casefold()
-    if folded in _RESERVED and parts[0] != folded:
-        # On a case-insensitive checkout (macOS, Windows) Environments/ is environments/.
-        return Area("invalid", reason=f"{parts[0]!r} differs only in case from {folded!r}")
+    alias = _alias(parts[0])
+    if alias is not None:
+        if parts[0].casefold() == alias:
+            # On a case-insensitive checkout (macOS, Windows) Environments/ is environments/.
+            return Area("invalid", reason=f"{parts[0]!r} differs only in case from {alias!r}")
+        return Area("invalid", reason=f"{yamlsafe.show(parts[0])} may stand for {alias!r} on "
+                                      "some file systems")
     if parts[0] == ENV_ROOT:
         if len(parts) < 4:
             return Area("invalid", reason=f"only agent directories may be under {ENV_ROOT}/ "
@@ -133,9 +157,36 @@ def classify(path: str) -> Area:
         return Area("policy")
     if parts[0] == "settings":
         return Area("settings")
-    if path.lower() in CI_FILES or any(path.lower().startswith(p) for p in CI_PATHS):
+    if parts[0] in CI_DIRS or path in CI_FILES or path in ADMIN_TOP_FILES \
+            or _admin_file(parts[-1]):
         return Area("ci")
     return Area("other")
+
+
+def classify_directory(path: str, tree: str, empty_tree: str) -> Area | None:
+    """What a directory's own entry (``diff-tree -t``) is for the rules: invalid when the
+    layout has no place for a directory there, or it is empty under environments/ or
+    approvals/ (git keeps no empty directories: such a tree was made by hand, and it
+    changes a tree id that no file change explains); None when its files say all."""
+    parts = path.split("/")
+    alias = _alias(parts[0])
+    if alias is not None:
+        return classify(path + "/")
+    if parts[0] not in (ENV_ROOT, APPROVALS):
+        return None
+    if tree == empty_tree:
+        return Area("invalid", reason="an empty directory; git keeps none, so it was made by "
+                                      "hand")
+    if parts[0] == APPROVALS:
+        return Area("invalid", reason=f"{APPROVALS}/ holds only <agent>.yaml files") \
+            if len(parts) > 1 else None
+    if len(parts) >= 2 and parts[1] not in ENVIRONMENTS:
+        return Area("invalid", reason=f"{parts[1]!r} is not an environment")
+    if len(parts) >= 3 and not is_agent_name(parts[2]):
+        return Area("invalid", reason=f"{parts[2]!r} is not a valid agent name")
+    if len(parts) == 3:
+        return Area("env", env=parts[1], agent=parts[2])
+    return None
 
 
 _HEX_RE = re.compile(r"[0-9a-f]+")
@@ -257,6 +308,7 @@ class PathChange:
     path: str
     old_mode: str
     new_mode: str
+    new_oid: str = ""
 
 
 class ChangedPath(Protocol):
@@ -268,6 +320,8 @@ class ChangedPath(Protocol):
     def old_mode(self) -> str: ...
     @property
     def new_mode(self) -> str: ...
+    @property
+    def new_oid(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -294,7 +348,9 @@ class CommitFacts:
     policy_blob: bytes | None = None
     restored: dict[str, str | None] | None = None
     restore_problem: str | None = None
-    unfindable: tuple[str, ...] = ()
+    # (path or None, why): objects git's own tools read in more than one way (fsck.py)
+    malformed: tuple[tuple[str | None, str], ...] = ()
+    empty_tree: str = ""  # the id of the empty tree in this repository's hash
 
 
 def agent_directory(change: ChangedPath) -> tuple[str, str] | None:
@@ -350,29 +406,37 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
     def bad(path: str | None, rule: str, fix: str) -> None:
         out.append(Violation(facts.oid, path, rule, fix))
 
+    for path, why in facts.malformed:
+        bad(path, why, "recreate the commit with a standard git client")
+    if facts.malformed:
+        return out  # git's tools read such objects in more than one way: nothing to judge
     author = policy.member_by_email(facts.author_email)
     if author is None:
         bad(None, f"the author {facts.author_email} is not a member of {policy.organization}",
             "commit with the email stageline.yaml lists for you")
-        return out
-    for path in facts.unfindable:
-        bad(path, "the commit's tree is malformed (git cannot look this path up), so it "
-                  "cannot be checked", "recreate the commit with a standard git client")
-    if facts.unfindable:
         return out
     people = [author] + ([pusher] if pusher is not None and pusher.id != author.id else [])
     merge = facts.parents > 1
     needed: dict[str, str] = {}  # path → action
 
     for change in facts.changes:
-        area = classify(change.path)
+        if TREE_MODE in (change.old_mode, change.new_mode):
+            # A directory's own entry (diff-tree -t): its tree id is the state a checkout
+            # reads, so a change of an agent directory is judged even when no file line
+            # explains it.
+            found = _directory_area(change, facts.empty_tree)
+            if found is None:
+                continue
+            area = found
+        else:
+            area = classify(change.path)
         deleted = change.new_mode == DELETED_MODE
         if area.kind == "invalid":
             bad(change.path, area.reason or "this path is not allowed",
                 "keep files inside environments/<environment>/<agent>/ or outside environments/")
             continue
         if area.kind in ("env", "approval") and not deleted and change.new_mode not in \
-                REGULAR_MODES:
+                REGULAR_MODES and change.new_mode != TREE_MODE:
             kind = {"120000": "a symlink", "160000": "a submodule"}.get(change.new_mode,
                                                                          "not a regular file")
             bad(change.path, f"this is {kind}; only regular files are allowed here",
@@ -424,6 +488,17 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
             _judge_approval(facts, agent, author, pusher, agents, bad)
     _judge_trailers(facts, author, bad)
     return out
+
+
+def _directory_area(change: ChangedPath, empty_tree: str) -> Area | None:
+    """The area of a directory's own entry: as ``classify_directory`` says when it is a
+    directory in the commit; an agent's when an agent directory is removed."""
+    if change.new_mode == TREE_MODE:
+        return classify_directory(change.path, change.new_oid, empty_tree)
+    found = agent_directory(change)
+    if found and found[0] in ENVIRONMENTS and is_agent_name(found[1]):
+        return Area("env", env=found[0], agent=found[1])
+    return None
 
 
 def _policy_problem(blob: bytes) -> str | None:
@@ -550,8 +625,8 @@ def _judge_trailers(facts: CommitFacts, author: Member, bad: Any) -> None:
     main_area = {PROMOTE_STAGING: "staging", MARK_READY: "approval", CREATE_AGENT: "development"
                  }.get(action, "production")
     seen = facts.agents
-    others = [c.path for c in facts.changes
-              if (a := classify(c.path)).agent != agent
+    files = [c.path for c in facts.changes if TREE_MODE not in (c.old_mode, c.new_mode)]
+    others = [path for path in files if (a := classify(path)).agent != agent
               or (a.env if a.kind == "env" else a.kind) not in areas]
     if others or agent not in seen.get(main_area, set()):
         bad(others[0] if others else None,

@@ -1,0 +1,373 @@
+"""Every way past the hook that an attack pass found, pushed through a real bare server with
+the hook installed: each must be rejected with one sentence, the branch unchanged, and
+``verify`` must find it too. docs/security.md names these tests.
+
+The seven of issue #15 come first (each test says what it allowed before), then the
+aliasing and root-file cases, then what the later attack passes found.
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from test_hook
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, git, make_org, sl
+from objects import (
+    blob,
+    commit,
+    empty_tree,
+    entries,
+    ident,
+    raw_commit,
+    update_branch,
+    with_entry,
+    write_tree,
+)
+from test_hook import (  # noqa: F401 - clone and server are fixtures
+    DEV,
+    PRD,
+    STG,
+    accepted,
+    clone,
+    push,
+    ready,
+    rejected,
+    server,
+    tip,
+)
+
+from stageline.errors import CHECK_FAILED, OK
+
+
+def verify_fails(clone: Path, old: str, new: str, says: str) -> None:
+    result = sl(clone, "verify", "--range", f"{old}..{new}")
+    assert result.code == CHECK_FAILED, result
+    assert says in result.out + result.err, result
+
+
+def on_top(clone: Path, member: str, tree: str, message: str = "Hand-made") -> str:
+    """A commit of ``tree`` on the clone's HEAD, made the current branch's tip (the work
+    tree is left as it was: git may not be able to check such a tree out)."""
+    new = commit(clone, tree, member, message, "HEAD")
+    update_branch(clone, new)
+    return new
+
+
+def shipped(clone: Path, server: Path) -> None:
+    """support-bot in production, approved by quinn and shipped by olga."""
+    ready(clone, server)
+    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
+    accepted(clone, server, "olga")
+
+
+def set_policy(clone: Path, member: str, old: str, new: str) -> None:
+    policy = clone / "stageline.yaml"
+    text = policy.read_text()
+    assert old in text
+    policy.write_text(text.replace(old, new))
+    commit_all(clone, member, "Policy")
+
+
+# -- 1. a parent header after the committer ------------------------------------------------
+
+
+def test_a_parent_line_after_the_committer_is_no_parent(clone: Path, server: Path) -> None:
+    """Before: stageline's parser took every 'parent' line, saw the old tip as the parent of
+    what git reads as a root commit, and let a QA member replace main's history by one
+    commit; log then showed no events and verify exited 0."""
+    old = tip(server)
+    tree = git(clone, "rev-parse", "HEAD^{tree}")
+    wipe = raw_commit(clone, f"tree {tree}\nauthor {ident('quinn')}\ncommitter {ident('quinn')}\n"
+                             f"parent {old}")
+    assert git(clone, "rev-list", "--parents", "-n", "1", wipe) == wipe  # git: no parent
+    rejected(clone, server, "quinn", "not a fast-forward", f"+{wipe}:refs/heads/main")
+    verify_fails(clone, old, wipe, "not a fast-forward")
+
+
+def test_a_commit_git_reads_two_ways_is_refused(clone: Path, server: Path) -> None:
+    """Two author lines (git's %an takes the last, its header lookup the first), or an
+    author with two emails: the judged author would not be the one every git tool shows.
+    (receive.fsckObjects, which install sets, refuses the second; the hook must by itself.)"""
+    git(server, "config", "receive.fsckObjects", "false")
+    old = tip(server)
+    tree = git(clone, "rev-parse", "HEAD^{tree}")
+    two = raw_commit(clone, f"tree {tree}\nparent {old}\nauthor {ident('olga')}\n"
+                            f"committer {ident('alice')}\nauthor {ident('alice')}")
+    rejected(clone, server, "alice", "the commit object is malformed", f"{two}:refs/heads/main")
+    verify_fails(clone, old, two, "the commit object is malformed")
+    odd = raw_commit(clone, f"tree {tree}\nparent {old}\n"
+                            "author Olga <alice@test.example> <olga@test.example> 1 +0000\n"
+                            f"committer {ident('alice')}")
+    rejected(clone, server, "alice", "the commit object is malformed", f"{odd}:refs/heads/main")
+
+
+# -- 2. changes that diff-tree -r cannot see ---------------------------------------------
+
+
+def test_an_empty_production_directory_is_refused(clone: Path, server: Path) -> None:
+    """Before: a developer created environments/production/ghost-bot as an empty tree
+    (export shipped a bundle for it); diff-tree -r printed nothing, so nothing was judged."""
+    old = tip(server)
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"),
+                      "environments/production/ghost-bot", "40000", empty_tree(clone))
+    new = on_top(clone, "alice", root)
+    err = rejected(clone, server, "alice", "an empty directory")
+    assert "environments/production/ghost-bot" in err
+    verify_fails(clone, old, new, "an empty directory")
+
+
+@pytest.mark.parametrize("path", ["environments/qa", "approvals/dir.yaml",
+                                  "environments/production/-x", "approvals",
+                                  "environments/development/support-bot/empty"])
+def test_an_empty_directory_anywhere_under_environments_or_approvals(
+        clone: Path, server: Path, path: str) -> None:
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), path, "40000",
+                      empty_tree(clone))
+    on_top(clone, "alice", root)
+    rejected(clone, server, "alice", "an empty directory")
+
+
+@pytest.mark.parametrize("fsck", [True, False])
+def test_a_non_canonical_mode_in_production_is_refused(clone: Path, server: Path,
+                                                       fsck: bool) -> None:
+    """Before: mode 100664 (fsck reports it only at INFO level) changed production's tree id
+    with no line in diff-tree -r: production no longer equalled the approved tree."""
+    shipped(clone, server)
+    git(server, "config", "receive.fsckObjects", "true" if fsck else "false")
+    old = tip(server)
+    agent = git(clone, "rev-parse", f"HEAD:{PRD}")
+    items = [("100664" if name == "agent.yaml" else mode, name, oid)
+             for mode, name, oid in entries(clone, agent)]
+    odd = write_tree(clone, items)
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), PRD, "40000", odd)
+    new = on_top(clone, "alice", root)
+    rejected(clone, server, "alice", "mode 100664")
+    verify_fails(clone, old, new, "mode 100664")
+
+
+def test_staging_changed_by_an_empty_directory_makes_the_approval_stale(
+        clone: Path, server: Path) -> None:
+    ready(clone, server)
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), f"{STG}/notes", "40000",
+                      empty_tree(clone))
+    on_top(clone, "alice", root)
+    err = rejected(clone, server, "alice", "an empty directory")
+    assert "staging must be an exact copy of development" in err
+
+
+# -- 3. an unprotected default branch writes the organization's policy ---------------------
+
+
+MALLORY_POLICY = """organization: testorg
+protected_branches: [main, release]
+members:
+  mallory: {name: Mallory, email: mallory@test.example, roles: [org-admin]}
+"""
+
+
+def _mallory_owns_the_default_branch(clone: Path, server: Path) -> None:
+    """The server's HEAD names develop, which no policy protects; mallory, no member, pushes
+    a develop whose stageline.yaml makes her the org-admin of a future release branch."""
+    git(server, "symbolic-ref", "HEAD", "refs/heads/develop")
+    git(clone, "checkout", "-q", "-b", "develop")
+    (clone / "stageline.yaml").write_text(MALLORY_POLICY)
+    commit_all(clone, "mallory", "My rules")
+    ok, err = push(clone, "mallory", "HEAD:refs/heads/develop")
+    assert ok, err  # develop is nobody's: unchecked
+    git(clone, "checkout", "-q", "main")
+
+
+def test_an_unprotected_default_branch_does_not_govern_new_protected_branches(
+        clone: Path, server: Path) -> None:
+    """Before: the policy at HEAD's tip judged every new protected branch, whoever wrote it."""
+    _mallory_owns_the_default_branch(clone, server)
+    rejected(clone, server, "mallory", "the pushed stageline.yaml protects release",
+             "develop:refs/heads/release")
+
+
+def test_an_unprotected_default_branch_is_no_second_policy(clone: Path, server: Path) -> None:
+    """Before: mallory's develop policy was applied to main as well, and no member of the
+    organization was a member of it: everyone was locked out."""
+    _mallory_owns_the_default_branch(clone, server)
+    (clone / "README.md").write_text("still working\n")
+    commit_all(clone, "alice", "Docs")
+    accepted(clone, server, "alice")
+
+
+def test_a_missing_default_branch_governs_nothing(tmp_path: Path) -> None:
+    """A server made without -b main: HEAD names a branch that does not exist."""
+    srv = make_org(tmp_path / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(srv)).code == OK
+    git(srv, "symbolic-ref", "HEAD", "refs/heads/master")
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", "-b", "main", str(srv), str(work))
+    (work / "README.md").write_text("x\n")
+    commit_all(work, "alice", "Docs")
+    accepted(work, srv, "alice")
+
+
+def test_a_protected_branch_is_created_by_org_admins_only(clone: Path, server: Path) -> None:
+    set_policy(clone, "olga", "protected_branches: [main]",
+               "protected_branches: [main, release]")
+    accepted(clone, server, "olga")
+    rejected(clone, server, "alice", "only org-admins may create the protected branch release",
+             "HEAD:refs/heads/release")
+    ok, err = push(clone, "olga", "HEAD:refs/heads/release")
+    assert ok, err
+
+
+# -- 4. the push log misses protected updates ----------------------------------------------
+
+
+def _log(server: Path) -> list[dict[str, str]]:
+    path = server / "stageline-pushes.jsonl"
+    return [json.loads(line) for line in path.read_text().split("\n") if line] \
+        if path.exists() else []
+
+
+def test_the_push_log_records_what_pre_receive_judged_protected(clone: Path,
+                                                               server: Path) -> None:
+    """Before: post-receive asked the new tip's policy. A branch that only main's policy
+    protects, and the push that unprotects main, went unlogged."""
+    first = git(clone, "rev-parse", "HEAD")
+    set_policy(clone, "olga", "protected_branches: [main]",
+               "protected_branches: [main, release]")
+    accepted(clone, server, "olga")
+    ok, err = push(clone, "olga", f"{first}:refs/heads/release")  # its policy: [main] only
+    assert ok, err
+    git(clone, "fetch", "-q", "origin")
+    git(clone, "checkout", "-q", "-b", "release", "origin/release")
+    (clone / DEV / "prompts/system.md").write_text("on release\n")
+    commit_all(clone, "alice", "Release work")
+    ok, err = push(clone, "alice", "HEAD:refs/heads/release")
+    assert ok, err
+    git(clone, "checkout", "-q", "main")
+    set_policy(clone, "olga", "protected_branches: [main, release]",
+               "protected_branches: [release]")
+    accepted(clone, server, "olga")
+    logged = [(r["ref"], r["pusher"]) for r in _log(server)]
+    assert logged[-3:] == [("refs/heads/release", "olga"), ("refs/heads/release", "alice"),
+                           ("refs/heads/main", "olga")]
+
+
+# -- 5. duplicate root entries -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fsck", [True, False])
+def test_a_root_tree_listing_environments_twice_is_refused(clone: Path, server: Path,
+                                                           fsck: bool) -> None:
+    """Before, with receive.fsckObjects off: lookups read the first 'environments' (the
+    approved copy), diff-tree and checkouts the second: an org-admin alone shipped what QA
+    never saw."""
+    shipped(clone, server)
+    git(server, "config", "receive.fsckObjects", "true" if fsck else "false")
+    old = tip(server)
+    root = git(clone, "rev-parse", "HEAD^{tree}")
+    approved = git(clone, "rev-parse", "HEAD:environments")
+    evil = with_entry(clone, root, f"{PRD}/agent.yaml", "100644",
+                      blob(clone, "name: support-bot\n# never approved\n"))
+    evil_envs = git(clone, "rev-parse", f"{evil}:environments")
+    items = entries(clone, root) + [("40000", "environments", evil_envs)]
+    assert ("40000", "environments", approved) in items
+    twice = write_tree(clone, items)
+    new = on_top(clone, "olga", twice)
+    rejected(clone, server, "olga", "duplicate" if fsck else "it lists environments twice")
+    verify_fails(clone, old, new, "it lists environments twice")
+
+
+# -- 6. a line separator in a branch name ---------------------------------------------------
+
+
+def _evil_on_main(clone: Path) -> str:
+    """A commit on main's tip putting unapproved content into production (not pushed)."""
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), f"{PRD}/agent.yaml",
+                      "100644", blob(clone, "name: support-bot\n# never approved\n"))
+    return commit(clone, root, "olga", "Ship without QA", "HEAD")
+
+
+def test_a_line_separator_in_a_branch_name_forges_no_tip(clone: Path, server: Path) -> None:
+    """Before: refs were split with str.splitlines(), which breaks at U+2028 too; a branch
+    named 'z<U+2028>refs/heads/main' made the hook believe main's tip was its commit, and a
+    new protected branch at that commit was judged as bringing nothing."""
+    set_policy(clone, "olga", "protected_branches: [main]",
+               "protected_branches: [main, release]")
+    accepted(clone, server, "olga")
+    evil = _evil_on_main(clone)
+    ok, err = push(clone, "alice", f"{evil}:refs/heads/z\u2028refs/heads/main")
+    assert ok, err
+    rejected(clone, server, "olga", "production must be an exact copy", f"{evil}:refs/heads/release")
+
+
+def test_a_line_separator_in_a_branch_name_does_not_reopen_bootstrap(clone: Path,
+                                                                    server: Path) -> None:
+    orphan = commit(clone, write_tree(clone, [("100644", "x", blob(clone, "x\n"))]), "mallory",
+                    "Nothing")
+    ok, err = push(clone, "mallory", f"{orphan}:refs/heads/z\u2028refs/heads/main")
+    assert ok, err
+    git(clone, "checkout", "-q", "--orphan", "mine")
+    git(clone, "rm", "-rq", "--cached", ".")
+    shutil.rmtree(clone / "environments")
+    (clone / "stageline.yaml").write_text(MALLORY_POLICY.replace("[main, release]", "[mine]"))
+    commit_all(clone, "mallory", "My organization")
+    rejected(clone, server, "mallory", "protects mine", "HEAD:refs/heads/mine")
+
+
+# -- 7. refs/remotes/<protected>/HEAD ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["refs/remotes/main/HEAD", "refs/remotes/main",
+                                 "refs/remotes/origin/main", "refs/main", "refs/tags/main"])
+def test_refs_git_would_read_for_a_protected_name_are_refused(clone: Path, server: Path,
+                                                              ref: str) -> None:
+    evil = _evil_on_main(clone)
+    rejected(clone, server, "alice", "rejected", f"{evil}:{ref}")
+
+
+# -- names that alias reserved ones on other file systems, and admin-only root files --------
+
+
+@pytest.mark.parametrize("top", ["environments\u200c", "environments.", "environments ",
+                                 "ENVIRO~1", "approvals\ufeff", "APPROV~1",
+                                 "stageline.yaml.", "ＥＮＶＩＲＯＮＭＥＮＴＳ"])
+def test_a_top_level_name_aliasing_a_reserved_one_is_refused(clone: Path, server: Path,
+                                                             top: str) -> None:
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"),
+                      f"{top}/production/support-bot/agent.yaml", "100644",
+                      blob(clone, "name: support-bot\n"))
+    on_top(clone, "alice", root)
+    rejected(clone, server, "alice", "may stand for")
+
+
+@pytest.mark.parametrize("path", [".gitattributes", ".mailmap", "docs/.gitattributes",
+                                  "CODEOWNERS", "docs/CODEOWNERS", ".github/CODEOWNERS",
+                                  ".gitlab/CODEOWNERS"])
+def test_root_files_that_change_what_git_shows_are_org_admin_only(clone: Path, server: Path,
+                                                                  path: str) -> None:
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text("* filter=evil\n")
+    commit_all(clone, "alice", "Attributes")
+    rejected(clone, server, "alice", "only org-admins may")
+    commit = git(clone, "rev-parse", "HEAD")
+    git(clone, "reset", "-q", "--soft", "HEAD~1")
+    git(clone, "commit", "-q", "-C", commit, "--reset-author",
+        env={"GIT_AUTHOR_NAME": "Olga", "GIT_AUTHOR_EMAIL": "olga@test.example",
+             "GIT_COMMITTER_NAME": "Olga", "GIT_COMMITTER_EMAIL": "olga@test.example"})
+    accepted(clone, server, "olga")
+
+
+def test_a_file_entry_that_is_a_directory_is_refused(clone: Path, server: Path) -> None:
+    """A file mode pointing at a tree: diff-tree reports a file, path lookups find a
+    directory, and an export would ship the tree's bytes as the file. git push itself
+    refuses to pack such a tree; verify, which judges whatever a CI clone holds, refuses
+    it too."""
+    old = tip(server)
+    directory = git(clone, "rev-parse", f"HEAD:{DEV}")
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), f"{DEV}/knowledge.md",
+                      "100644", directory)
+    new = on_top(clone, "alice", root)
+    ok, err = push(clone, "alice")
+    assert not ok and "has blob mode, but is not a blob" in err
+    verify_fails(clone, old, new, "its mode says a file, but it is a tree")
