@@ -558,6 +558,43 @@ def test_a_failing_chained_hook_rejects(tmp_path: Path) -> None:
     assert "foreign says no" in err
 
 
+def test_chained_hooks_without_a_shebang_run_as_git_runs_them(tmp_path: Path) -> None:
+    """A legacy hook with no #! line: the kernel refuses to execute it (ENOEXEC) and git
+    runs it with sh; so does stageline, for pre-receive and post-receive alike."""
+    srv = make_org(tmp_path / "s.git", bare=True)
+    for hook in ("pre-receive", "post-receive"):
+        legacy = srv / "hooks" / hook
+        legacy.write_text(f"cat >/dev/null\necho legacy {hook} ran >&2\n")
+        legacy.chmod(0o755)
+    assert sl(None, "hook", "install", str(srv)).code == OK
+    work = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(srv), str(work))
+    (work / "README.md").write_text("x\n")
+    commit_all(work, "alice", "Docs")
+    ok, err = push(work, "alice")
+    assert ok, err
+    assert "legacy pre-receive ran" in err and "legacy post-receive ran" in err
+    assert "Traceback" not in err
+    assert (srv / "stageline-pushes.jsonl").read_text().count("\n") == 1
+
+
+def test_a_chained_post_receive_that_cannot_run_is_one_sentence(tmp_path: Path) -> None:
+    srv = make_org(tmp_path / "s.git", bare=True)
+    broken = srv / "hooks/post-receive"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    assert sl(None, "hook", "install", str(srv)).code == OK
+    work = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(srv), str(work))
+    (work / "README.md").write_text("x\n")
+    commit_all(work, "alice", "Docs")
+    ok, err = push(work, "alice")
+    assert ok, err  # the push is done before post-receive runs
+    assert "Traceback" not in err
+    assert "could not run (No such file or directory)" in err
+    assert (srv / "stageline-pushes.jsonl").read_text().count("\n") == 1  # still logged
+
+
 @pytest.mark.parametrize(("layout", "path"), [
     ("gitlab", "custom_hooks/pre-receive.d/stageline"),
     ("gitea", "hooks/pre-receive.d/stageline"),

@@ -586,7 +586,11 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
     pre-receive judged as protected (its record of this push), or, when it left none (a
     pre-receive without ``--record``), every update of a branch."""
     try:
-        run_chained(chain, stdin)
+        try:
+            run_chained(chain, stdin)
+        except OSError as exc:  # its failure is its own; the push is still logged
+            print(f"stageline: the chained hook {chain} could not run ({exc.strerror}).",
+                  file=sys.stderr)
         updates = parse_updates(stdin.decode("utf-8", "surrogateescape"))
         with Store.open(".") as store:
             judged = _take_judged(store, _push_key(stdin, env))
