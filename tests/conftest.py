@@ -15,7 +15,7 @@ import pytest
 
 from stageline.actions import import_organization
 from stageline.cli import run
-from stageline.gitstore import Store
+from stageline.git.store import Store
 
 RESOURCES = Path(__file__).parent / "resources"
 

@@ -20,7 +20,7 @@ from stageline.actions import import_organization
 from stageline.cli import cli
 from stageline.docgen import JSON_SHAPES, WIDTH, context, render, takes_json, walk
 from stageline.errors import BLOCKED, CHECK_FAILED, OK, PERMISSION_DENIED
-from stageline.gitstore import Store
+from stageline.git.store import Store
 from stageline.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent

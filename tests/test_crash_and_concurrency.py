@@ -30,7 +30,8 @@ from conftest import author_env, commit_all, git, make_org, sl
 from httpgit import serve, with_credentials
 
 from stageline.errors import BLOCKED, OK
-from stageline.gitstore import JOURNAL_NAME, parse_trailers
+from stageline.git.worktree import JOURNAL_NAME
+from stageline.trailers import parse as parse_trailers
 
 AGENT = "support-bot"
 DEV = f"environments/development/{AGENT}"

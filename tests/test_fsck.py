@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from objects import blob, hash_object, tree_bytes
 
-from stageline import fsck
-from stageline.gitstore import Store
+from stageline.git import fsck
+from stageline.git.store import Store
 
 FSCK_ERRORS = ("badFilemode", "zeroPaddedFilemode", "nullSha1", "hasDot", "hasDotdot",
                "hasDotgit", "emptyName", "fullPathname", "duplicateEntries", "treeNotSorted",

@@ -646,7 +646,7 @@ def test_sha256_repositories(tmp_path: Path) -> None:
     from conftest import RESOURCES, tree_files
 
     from stageline.actions import import_organization
-    from stageline.gitstore import Store
+    from stageline.git.store import Store
 
     srv = tmp_path / "s.git"
     git(tmp_path, "init", "-q", "--bare", "--object-format=sha256", "-b", "main", str(srv))

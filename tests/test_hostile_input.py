@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from stageline import rules, yamlsafe
 from stageline.actions import import_organization
 from stageline.errors import BLOCKED, CHECK_FAILED, OK, REPOSITORY, USAGE, UsageError
-from stageline.gitstore import Store
+from stageline.git.store import Store
 from stageline.hook import parse_updates, pre_receive
 from stageline.layout import ENVIRONMENTS, is_agent_name
 from stageline.policy import MEMBER_ID_RE, ROLES, Policy, PolicyError, is_branch_name, parse_policy

@@ -272,7 +272,7 @@ def test_promotion_cost_does_not_read_other_agents(tmp_path: Path) -> None:
     """Promotion reads only the trees on its path: other agents' trees are never listed."""
     repo = make_org(tmp_path / "org")
     from stageline.actions import open_workspace, promote
-    from stageline.gitstore import Store
+    from stageline.git.store import Store
 
     read: list[str] = []
     original = Store.read_tree

@@ -13,11 +13,19 @@ import yaml
 
 from stageline import rules
 from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
-from stageline.gitstore import TREE_MODE, Change, Entry, Identity, Store, short_ref
+from stageline.git.objects import Entry, short_ref
+from stageline.git.store import Store
+from stageline.git.walk import Change
+from stageline.git.write import Identity
 from stageline.layout import (
     AGENT_FILE,
     ENV_ROOT,
+    EXECUTABLE_MODE,
+    FILE_MODE,
     POLICY_FILE,
+    REGULAR_MODES,
+    SYMLINK_MODE,
+    TREE_MODE,
     approval_path,
     check_agent_name,
     check_env,
@@ -222,10 +230,10 @@ def worktree_source(root: Path) -> AgentSource:
     modes = {}
     for item in sorted(root.rglob("*")):
         if item.is_symlink():
-            modes[item.relative_to(root).as_posix()] = "120000"
+            modes[item.relative_to(root).as_posix()] = SYMLINK_MODE
         elif item.is_file():
             executable = os.access(item, os.X_OK)
-            modes[item.relative_to(root).as_posix()] = "100755" if executable else "100644"
+            modes[item.relative_to(root).as_posix()] = EXECUTABLE_MODE if executable else FILE_MODE
     return AgentSource(modes, lambda path: (root / path).read_bytes())
 
 
@@ -287,7 +295,7 @@ def conversation_tests(source: AgentSource) -> list[TestResult]:
     from stageline.conversation import run_tests
 
     return run_tests({p: source.read(p) for p in source.modes if p.endswith((".yaml", ".yml"))
-                      and source.modes[p] in ("100644", "100755")})
+                      and source.modes[p] in REGULAR_MODES})
 
 
 def _validated(ws: Workspace, agent: str, env: str, tree: str, target: str) -> AgentSource:
@@ -385,7 +393,7 @@ def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
     marked_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     text = rules.approval_text(agent, staging, actor.id, marked_at, passed=len(results))
     changes: dict[str, Entry | None] = {
-        approval_path(agent): Entry("100644", ws.store.hash_blob(text.encode())),
+        approval_path(agent): Entry(FILE_MODE, ws.store.hash_blob(text.encode())),
     }
     message = _message(f"Mark {agent} Ready for Production", rules.MARK_READY, actor, agent)
     return _plan(rules.MARK_READY, agent, actor, changes, message,
@@ -488,8 +496,8 @@ def init_organization(path: str, org: str, admin: str, email: str, name: str | N
         "Staging and production are never edited by hand: use `stageline promote`.\n"
     )
     changes: dict[str, Entry | None] = {
-        POLICY_FILE: Entry("100644", store.hash_blob(text.encode())),
-        "README.md": Entry("100644", store.hash_blob(readme.encode())),
+        POLICY_FILE: Entry(FILE_MODE, store.hash_blob(text.encode())),
+        "README.md": Entry(FILE_MODE, store.hash_blob(readme.encode())),
     }
     message = _message(f"Create the {org} organization", rules.INIT, actor)
     commit = store.apply(f"refs/heads/{branch}", None, changes, message,
@@ -504,7 +512,7 @@ def import_organization(store: Store, ref: str, files: dict[str, bytes]) -> str:
     if admin is None:
         raise PolicyError(f"{POLICY_FILE} names no org-admin; the organization needs one.")
     changes: dict[str, Entry | None] = {
-        path: Entry("100644", store.hash_blob(data)) for path, data in files.items()}
+        path: Entry(FILE_MODE, store.hash_blob(data)) for path, data in files.items()}
     message = _message(f"Import the {policy.organization} organization", rules.INIT, admin)
     commit = store.apply(ref, store.resolve(ref), changes, message,
                          Identity(admin.name, admin.email))

@@ -530,7 +530,7 @@ def hook_uninstall(server_repo: str, layout: str) -> None:
 def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json: bool) -> None:
     """The server's rules over a range of commits, for CI checks; exit 1 on violations."""
     from stageline.errors import CheckFailed, UsageError
-    from stageline.gitstore import Store
+    from stageline.git.store import Store
     from stageline.hook import verify as run_verify
 
     old, sep, new = range_.partition("..")
@@ -573,7 +573,8 @@ def export_bundles(g: Globals, agents: tuple[str, ...], out: str, rev: str | Non
     from pathlib import Path
 
     from stageline.export import export
-    from stageline.gitstore import Store, short_ref
+    from stageline.git.objects import short_ref
+    from stageline.git.store import Store
     from stageline.layout import check_agent_name
 
     for name in agents:

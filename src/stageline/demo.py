@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stageline.actions import import_organization
-from stageline.gitstore import Store
+from stageline.git.store import Store
 from stageline.install import install
 from stageline.resources import data_path
 

@@ -38,23 +38,26 @@ from typing import Any
 
 from stageline.actions import Workspace
 from stageline.errors import Blocked, CheckFailed, RepositoryError, UsageError
-from stageline.gitstore import (
-    BLOB_MODES,
-    GITLINK_MODE,
-    SYMLINK_MODE,
-    Store,
-    crash_point,
-    short_ref,
-)
+from stageline.git.objects import short_ref
+from stageline.git.store import Store
+from stageline.git.worktree import crash_point
 from stageline.history import on_branch
-from stageline.layout import ENV_ROOT, POLICY_FILE, check_agent_name, file_text, is_agent_name
+from stageline.layout import (
+    ENV_ROOT,
+    EXECUTABLE_MODE,
+    POLICY_FILE,
+    REGULAR_MODES,
+    check_agent_name,
+    file_text,
+    is_agent_name,
+    mode_name,
+)
 from stageline.policy import PolicyError, parse_policy
 from stageline.settings import parse_settings, references, settings_path
 
 FORMAT = "stageline.bundle/1"
 FORMAT_FAMILY = "stageline.bundle/"
 ENVIRONMENT = "production"
-EXECUTABLE_MODE = "100755"
 TEMP_SUFFIX = ".stageline-tmp"
 
 Progress = Callable[[int, int], None]
@@ -214,8 +217,8 @@ def build(store: Store, commit: str, wanted: Sequence[str] = ()) -> list[Bundle]
 
 def _check_entry(agent: str, mode: str, path: str) -> None:
     where = f"{ENV_ROOT}/{ENVIRONMENT}/{agent}/{path}"
-    if mode not in BLOB_MODES:
-        kind = {SYMLINK_MODE: "a symlink", GITLINK_MODE: "a submodule"}.get(mode, f"mode {mode}")
+    if mode not in REGULAR_MODES:
+        kind = mode_name(mode)
         raise CheckFailed(f"{where} is {kind}; a bundle holds regular files only, so remove it "
                           "in development and promote the agent again.")
     try:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from stageline import rules
 from stageline.actions import Workspace, resolve_actor
 from stageline.errors import RepositoryError
-from stageline.gitstore import CommitInfo, Store
+from stageline.git.store import Store
+from stageline.git.walk import CommitInfo
 from stageline.hook import Enforcer
 from stageline.layout import POLICY_FILE, env_dir
 from stageline.policy import Member, Policy, PolicyError

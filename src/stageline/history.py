@@ -20,9 +20,18 @@ from typing import Any
 from stageline import rules
 from stageline.actions import Workspace
 from stageline.errors import UsageError
-from stageline.gitstore import TREE_MODE, CommitInfo, nogc
+from stageline.git.process import nogc
+from stageline.git.walk import CommitInfo
 from stageline.inventory import actor_of
-from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, POLICY_FILE, check_env, env_dir
+from stageline.layout import (
+    AGENT_DEPTH,
+    APPROVALS,
+    ENV_ROOT,
+    POLICY_FILE,
+    TREE_MODE,
+    check_env,
+    env_dir,
+)
 from stageline.policy import Member
 
 

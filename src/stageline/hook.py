@@ -21,18 +21,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stageline import fsck, rules
+from stageline import rules
 from stageline.errors import UsageError
-from stageline.gitstore import (
+from stageline.git import fsck
+from stageline.git.objects import is_null_oid, looks_like_oid, short_ref
+from stageline.git.store import Store
+from stageline.git.walk import CommitInfo
+from stageline.layout import (
+    DELETED_MODE,
     GITLINK_MODE,
+    POLICY_FILE,
+    PUSH_LOG,
     TREE_MODE,
-    CommitInfo,
-    Store,
-    is_null_oid,
-    looks_like_oid,
-    short_ref,
+    approval_path,
+    env_dir,
 )
-from stageline.layout import POLICY_FILE, PUSH_LOG, approval_path, env_dir
 from stageline.policy import (
     DEFAULT_IDENTITY_ENV,
     Member,
@@ -41,7 +44,7 @@ from stageline.policy import (
     first_set,
     parse_policy,
 )
-from stageline.rules import DELETED_MODE, Violation
+from stageline.rules import Violation
 
 if TYPE_CHECKING:
     from stageline.progress import Progress

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from stageline.errors import Blocked, UsageError
-from stageline.gitstore import Store
+from stageline.git.store import Store
 from stageline.resources import data_path
 
 MARKER = "# stageline-managed-hook"

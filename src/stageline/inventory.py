@@ -8,7 +8,9 @@ from typing import Any
 
 from stageline import rules
 from stageline.actions import Workspace
-from stageline.gitstore import CommitInfo, Store, in_parallel, nogc
+from stageline.git.process import in_parallel, nogc
+from stageline.git.store import Store
+from stageline.git.walk import CommitInfo
 from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
 

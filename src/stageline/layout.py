@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 
 from stageline.errors import UsageError
 
@@ -15,6 +16,22 @@ AGENT_FILE = "agent.yaml"
 AGENT_DEPTH = 2  # directories above an agent's: environments/<environment>/<agent>
 PUSH_LOG = "stageline-pushes.jsonl"  # in the server repository, written by post-receive
 AGENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+# git's file modes, as git's listings print them. Under environments/ and approvals/ only
+# regular files may be; ``mode_name`` says what anything else is, for a refusal.
+TREE_MODE = "040000"
+FILE_MODE = "100644"
+EXECUTABLE_MODE = "100755"
+REGULAR_MODES = frozenset({FILE_MODE, EXECUTABLE_MODE})
+SYMLINK_MODE = "120000"
+GITLINK_MODE = "160000"
+DELETED_MODE = "000000"  # the new mode of a path a diff deletes
+MODE_NAMES = {SYMLINK_MODE: "a symlink", GITLINK_MODE: "a submodule", TREE_MODE: "a directory"}
+
+
+def mode_name(mode: str) -> str:
+    """What a mode that is not a regular file's is, in words."""
+    return MODE_NAMES.get(mode, f"mode {mode}")
 
 
 def env_dir(env: str, agent: str) -> str:
@@ -64,3 +81,37 @@ def file_text(data: bytes | None) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+# Code points that file systems and Unicode-aware tools ignore in names (Unicode's
+# Default_Ignorable_Code_Point): "environments<U+200C>" is "environments" to them.
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+_SHORT_NAME = re.compile(r"([^~]{1,6})~[0-9]+(\.[^.]{0,3})?")
+
+
+def folded(name: str) -> str:
+    """``name`` as a file system that folds names may store it: without ignorable code
+    points, NFKC-normalised, case-folded, without trailing dots and spaces (Windows)."""
+    text = unicodedata.normalize("NFKC", _IGNORABLE.sub("", name)).casefold()
+    return text.rstrip(". ")
+
+
+def stands_for(name: str, reserved: str) -> bool:
+    """Whether ``name`` may name the same file as ``reserved`` on some file system:
+    equal once folded, or an 8.3 short name (``ENVIRO~1``, ``STAGEL~1.YAM``) of it."""
+    text = folded(name)
+    if text == reserved:
+        return True
+    short = _SHORT_NAME.fullmatch(text)
+    if not short:
+        return False
+    # the short name keeps up to six characters of the name without its leading dots and
+    # spaces, and up to three of its extension: ".git" is "GIT~1", "stageline.yaml"
+    # "STAGEL~1.YAM"
+    long = reserved.lstrip(".")
+    base, _, ext = long.rpartition(".") if "." in long else (long, "", "")
+    base = base.replace(".", "").replace(" ", "")
+    return base.startswith(short.group(1)) and ext.startswith((short.group(2) or ".")[1:])

@@ -15,15 +15,19 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from stageline import fsck, yamlsafe
-from stageline.gitstore import TREE_MODE
+from stageline import yamlsafe
 from stageline.layout import (
     AGENT_DEPTH,
     APPROVALS,
+    DELETED_MODE,
     ENV_ROOT,
     ENVIRONMENTS,
     POLICY_FILE,
+    REGULAR_MODES,
+    TREE_MODE,
     is_agent_name,
+    mode_name,
+    stands_for,
 )
 from stageline.policy import MEMBER_ID_RE, Member, Policy
 
@@ -119,12 +123,12 @@ _RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE, *CI_DIRS, *CI_FILES,
 @functools.lru_cache(maxsize=4096)
 def _alias(top: str) -> str | None:
     """The reserved top-level name ``top`` may stand for without being it, or None."""
-    return next((r for r in _RESERVED if top != r and fsck.stands_for(top, r)), None)
+    return next((r for r in _RESERVED if top != r and stands_for(top, r)), None)
 
 
 @functools.lru_cache(maxsize=4096)
 def _admin_file(name: str) -> bool:
-    return any(fsck.stands_for(name, n) for n in ADMIN_FILE_NAMES)
+    return any(stands_for(name, n) for n in ADMIN_FILE_NAMES)
 
 
 @functools.lru_cache(maxsize=16384)  # a push names the same files commit after commit
@@ -285,8 +289,6 @@ ACTION_TRAILER = "Stageline-Action"
 AGENT_TRAILER = "Stageline-Agent"
 ACTOR_TRAILER = "Stageline-Actor"
 RESTORES_TRAILER = "Stageline-Restores"
-REGULAR_MODES = frozenset({"100644", "100755"})
-DELETED_MODE = "000000"
 
 
 @dataclass(frozen=True)
@@ -437,8 +439,7 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
             continue
         if area.kind in ("env", "approval") and not deleted and change.new_mode not in \
                 REGULAR_MODES and change.new_mode != TREE_MODE:
-            kind = {"120000": "a symlink", "160000": "a submodule"}.get(change.new_mode,
-                                                                         "not a regular file")
+            kind = mode_name(change.new_mode)
             bad(change.path, f"this is {kind}; only regular files are allowed here",
                 "replace it with a regular file")
             continue

@@ -28,11 +28,10 @@ from functools import cache
 from typing import Any
 
 from stageline import yamlsafe
-from stageline.layout import AGENT_FILE, inside_agent
+from stageline.layout import AGENT_FILE, REGULAR_MODES, inside_agent, mode_name
 from stageline.settings import REFERENCE_RE, references, settings_path
 from stageline.yamlsafe import key_path, show
 
-REGULAR_MODES = frozenset({"100644", "100755"})
 MAX_SCAN_BYTES = 25 * 1024 * 1024
 
 SECRET_PATTERNS = [
@@ -129,7 +128,7 @@ class _Checker:
     def run(self) -> list[Finding]:
         for path, mode in sorted(self.modes.items()):
             if mode not in REGULAR_MODES:
-                kind = {"120000": "a symlink", "160000": "a submodule"}.get(mode, f"mode {mode}")
+                kind = mode_name(mode)
                 self.error(path, None, f"this is {kind}; only regular files are allowed")
         if self.modes.get(AGENT_FILE) not in REGULAR_MODES:
             self.error(None, None, f"there is no {AGENT_FILE}")

@@ -12,9 +12,12 @@ from conftest import author_env, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stageline import gitstore
 from stageline.errors import RepositoryError
-from stageline.gitstore import Change, Entry, GitFailed, Store, nogc, parse_trailers
+from stageline.git import walk
+from stageline.git.objects import Entry
+from stageline.git.process import GitFailed, nogc
+from stageline.git.store import Store
+from stageline.trailers import parse as parse_trailers
 
 
 def test_many_lookups_in_one_batch_do_not_deadlock(org: Path) -> None:
@@ -105,39 +108,24 @@ def _history(repo: Path, names: list[str], commits: int) -> None:
                    check=True)
 
 
-def test_a_walk_read_in_segments_is_the_walk_read_whole(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """diff-tree's output is parsed piece by piece as git writes it, cut at a mark git
-    echoes between commits; names that look like a mark or a commit id change nothing."""
+def test_a_walk_split_between_two_processes_is_the_walk_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long history is diffed by two diff-tree processes side by side; names that look
+    like a commit id or a record change nothing."""
     repo = tmp_path / "repo"
     git(tmp_path, "init", "-q", "--bare", str(repo))
     names = ["plain", "#stageline-00", "new\nline", "0" * 40, ":x"]
     _history(repo, names, 60)
-    pieces: list[bytes] = []
-    real = gitstore._parse_diff_tree
-
-    def parse(raw: bytes) -> dict[str, list[Change]]:
-        pieces.append(raw)
-        return real(raw)
-
-    monkeypatch.setattr(gitstore, "_parse_diff_tree", parse)
     with Store.open(repo) as store:
         order = store.rev_list(["main"])
         whole = store.first_parent_changes(order, trees=True)
-        assert len(pieces) == 1 and len(whole) == 60
-        monkeypatch.setattr(gitstore, "DIFF_SEGMENT", 7)
-        monkeypatch.setattr(gitstore, "PARALLEL_DIFF", 2)  # two processes, as with many
-        pieces.clear()
+        assert len(whole) == 60
+        monkeypatch.setattr(walk, "PARALLEL_DIFF", 2)  # two processes, as with many
         assert store.first_parent_changes(order, trees=True) == whole
-        assert len(pieces) == 2 * 5  # 30 commits each, in segments of 7
-        starts = {f"{oid}\0".encode() for oid, _parents in order}
-        assert all(piece[:41] in starts for piece in pieces)  # each begins with a commit
 
 
-def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tree missing half way through a walk read in segments: the segments already
-    read are dropped and the walk fails with git's own message."""
+def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path) -> None:
+    """A tree missing half way through a walk: the walk fails with git's own message."""
     repo = tmp_path / "repo"
     git(tmp_path, "init", "-q", "--bare", str(repo))
     _history(repo, ["a", "b"], 20)
@@ -150,26 +138,21 @@ def test_a_walk_that_git_cannot_finish_fails(tmp_path: Path,
             subprocess.run(["git", "unpack-objects", "-q"], cwd=repo, stdin=objects,
                            check=True)
     (repo / "objects" / old[:2] / old[2:]).unlink()
-    parsed: list[bytes] = []
-    real = gitstore._parse_diff_tree
-    monkeypatch.setattr(gitstore, "_parse_diff_tree", lambda raw: parsed.append(raw) or real(raw))
-    monkeypatch.setattr(gitstore, "DIFF_SEGMENT", 3)
     with Store.open(repo) as store:
         order = store.rev_list(["main"])
         with pytest.raises(GitFailed, match="git diff-tree failed"):
             store.first_parent_changes(order)
-    assert parsed  # the commits before the missing tree were read, then dropped
 
 
 def test_diff_output_with_anything_but_a_commit_where_one_belongs_is_refused() -> None:
-    """A mark that came back altered (or any token out of place) would take the next
-    commit's records if read as a commit: the walk fails instead."""
+    """Any token out of place would take the next commit's records if read as a commit:
+    the walk fails instead."""
     oid = "a" * 40
     record = f":100644 100644 {'b' * 40} {'c' * 40} M\0environments/staging/x/f\0"
-    assert gitstore._parse_diff_tree(f"{oid}\0{record}".encode())[oid][0].status == "M"
+    assert walk.parse_diff_tree(f"{oid}\0{record}".encode())[oid][0].status == "M"
     for stray in ("#stageline-00\n" + oid, "stageline", oid[:39]):
         with pytest.raises(RepositoryError, match="unexpected format"):
-            gitstore._parse_diff_tree(f"{stray}\0{record}".encode())
+            walk.parse_diff_tree(f"{stray}\0{record}".encode())
 
 
 def test_nogc_runs_without_the_collector_and_restores_it() -> None:

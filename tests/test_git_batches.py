@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conftest import commit_all, git
 
-from stageline.gitstore import FEW_BYTES, FEW_OBJECTS, PARALLEL_OBJECTS, Store
+from stageline.git.objects import FEW_BYTES, FEW_OBJECTS, PARALLEL_OBJECTS
+from stageline.git.store import Store
 
 
 def repo_with_files(tmp_path: Path) -> tuple[Path, str]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import operator
 import re
-import unicodedata
+
+from stageline.layout import stands_for
 
 TREE_MODES = frozenset({b"100644", b"100755", b"120000", b"160000", b"40000"})
 # A tree is entries of ``<octal mode> <name>\0<raw id>``. ``_CANONICAL`` says the bytes are
@@ -34,38 +35,18 @@ _ANY_MODE = {n: re.compile(rb"([0-7]{1,7}) ([^\0]*+)\0(.{%d})" % n, re.DOTALL) f
 _NAMES = {n: re.compile(rb"(4)?0*[0-7]+ ([^\0]*+)\0.{%d}" % n, re.DOTALL) for n in (20, 32)}
 _IDENT = re.compile(rb"[^<>\n]* <[^<>\n]*> (?:0|[1-9][0-9]{0,17}) [+-][0-9]{4}")
 
-# Code points that file systems and Unicode-aware tools ignore in names (Unicode's
-# Default_Ignorable_Code_Point): "environments<U+200C>" is "environments" to them.
-_IGNORABLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
-_SHORT_NAME = re.compile(r"([^~]{1,6})~[0-9]+(\.[^.]{0,3})?")
-
-
-def folded(name: str) -> str:
-    """``name`` as a file system that folds names may store it: without ignorable code
-    points, NFKC-normalised, case-folded, without trailing dots and spaces (Windows)."""
-    text = unicodedata.normalize("NFKC", _IGNORABLE.sub("", name)).casefold()
-    return text.rstrip(". ")
-
-
-def stands_for(name: str, reserved: str) -> bool:
-    """Whether ``name`` may name the same file as ``reserved`` on some file system:
-    equal once folded, or an 8.3 short name (``ENVIRO~1``, ``STAGEL~1.YAM``) of it."""
-    text = folded(name)
-    if text == reserved:
-        return True
-    short = _SHORT_NAME.fullmatch(text)
-    if not short:
-        return False
-    # the short name keeps up to six characters of the name without its leading dots and
-    # spaces, and up to three of its extension: ".git" is "GIT~1", "stageline.yaml"
-    # "STAGEL~1.YAM"
-    long = reserved.lstrip(".")
-    base, _, ext = long.rpartition(".") if "." in long else (long, "", "")
-    base = base.replace(".", "").replace(" ", "")
-    return base.startswith(short.group(1)) and ext.startswith((short.group(2) or ".")[1:])
+def entries(data: bytes, raw_len: int) -> list[tuple[bytes, bytes, bytes]] | None:
+    """A tree's entries as written, ``(mode, name, raw id)``, or None when the bytes are
+    not a tree: the one reader of a tree's bytes (``tests/test_fsck.py`` holds it to
+    ``ls-tree``)."""
+    found = []
+    end = 0
+    for match in _ANY_MODE[raw_len].finditer(data):
+        if match.start() != end:
+            return None
+        found.append((match.group(1), match.group(2), match.group(3)))
+        end = match.end()
+    return found if end == len(data) else None
 
 
 def tree_problem(data: bytes, raw_len: int) -> str | None:
@@ -89,8 +70,7 @@ def tree_problem(data: bytes, raw_len: int) -> str | None:
                 return f"{_show(name)} is a name git refuses in a tree"
     # A name's NUL and a null id make a run no other entry has (a mode starts with a digit).
     if b"\0" * (raw_len + 1) in data:
-        name = next(n for n, raw in ((m.group(2), m.group(3)) for m in
-                                     _ANY_MODE[raw_len].finditer(data)) if raw == bytes(raw_len))
+        name = next(n for _m, n, raw in entries(data, raw_len) or [] if raw == bytes(raw_len))
         return f"{_show(name)} points at no object"
     keys = [name + b"/" if tree else name for tree, name in found]
     if not all(map(operator.lt, keys, keys[1:])) or len(set(names)) != len(names):
@@ -106,14 +86,9 @@ def tree_problem(data: bytes, raw_len: int) -> str | None:
 
 def _unreadable(data: bytes, raw_len: int) -> str:
     """What is wrong with a tree that is not entries of git's modes."""
-    end = 0
-    for match in _ANY_MODE[raw_len].finditer(data):
-        if match.start() != end:
-            break
-        mode = match.group(1)
+    for mode, name, _raw in entries(data, raw_len) or []:
         if mode not in TREE_MODES:
-            return f"{_show(match.group(2))} has mode {mode.decode()}, which git does not write"
-        end = match.end()
+            return f"{_show(name)} has mode {mode.decode()}, which git does not write"
     return "it cannot be read as a tree"
 
 
