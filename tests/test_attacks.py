@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import commit_all, git, make_org, sl
+from conftest import author_env, commit_all, git, make_org, sl
 from objects import (
     blob,
     commit,
@@ -246,11 +246,19 @@ def test_the_push_log_records_what_pre_receive_judged_protected(clone: Path,
     assert ok, err
     git(clone, "checkout", "-q", "main")
     set_policy(clone, "olga", "protected_branches: [main, release]",
-               "protected_branches: [release]")
+               "protected_branches: [main]")
     accepted(clone, server, "olga")
     logged = [(r["ref"], r["pusher"]) for r in _log(server)]
     assert logged[-3:] == [("refs/heads/release", "olga"), ("refs/heads/release", "alice"),
                            ("refs/heads/main", "olga")]
+
+
+def test_a_policy_that_stops_protecting_its_branch_is_refused(clone: Path,
+                                                              server: Path) -> None:
+    """Protection is a ratchet: one org-admin could otherwise switch the gate off for
+    everyone, non-members included, with one push (found by the second attack pass)."""
+    set_policy(clone, "olga", "protected_branches: [main]", "protected_branches: [elsewhere]")
+    rejected(clone, server, "olga", "the new policy stops protecting main")
 
 
 # -- 5. duplicate root entries -------------------------------------------------------------
@@ -371,3 +379,238 @@ def test_a_file_entry_that_is_a_directory_is_refused(clone: Path, server: Path) 
     ok, err = push(clone, "alice")
     assert not ok and "has blob mode, but is not a blob" in err
     verify_fails(clone, old, new, "its mode says a file, but it is a tree")
+
+
+# == The second attack pass (after the seven were closed): three helper sessions attacked
+# the installed hook from the contract: names and checkouts, workflow and policy, git's
+# object format. Each finding below was accepted before its defence.
+
+
+@pytest.mark.parametrize("name", [".gitattributes", ".gitmodules", "CODEOWNERS",
+                                  "prompts/.gitattributes"])
+def test_repository_settings_inside_an_agent_directory_are_refused(
+        clone: Path, server: Path, name: str) -> None:
+    """A developer's .gitattributes with export-subst inside an agent travelled to
+    production with the agent, and then git archive (and forge downloads) of production
+    spliced later commit messages and tag names into the approved prompt."""
+    (clone / DEV / name).parent.mkdir(parents=True, exist_ok=True)
+    (clone / DEV / name).write_text("prompts/system.md export-subst\n")
+    commit_all(clone, "alice", "Attributes")
+    rejected(clone, server, "alice", "has no place in an agent directory")
+
+
+def test_names_that_are_one_file_elsewhere_are_refused_in_an_agent(clone: Path,
+                                                                    server: Path) -> None:
+    """prompts/SYSTEM.md (validated) beside prompts/system.md (not): a checkout on Windows
+    or macOS keeps the one written last, the unvalidated one."""
+    (clone / DEV / "prompts/SYSTEM.md").write_text("the validated prompt\n")
+    commit_all(clone, "alice", "Two prompts")
+    rejected(clone, server, "alice", "are one file on case-insensitive")
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("notes.md.", "ends with a dot or a space"),
+    ("re\u0301funds.md", "composed form (NFC)"),
+    ("no\u200ctes.md", "code point that file systems ignore"),
+    ("x" * 300, "longer than 255 bytes"),
+    ("a:b.md", "Windows refuses"),
+])
+def test_names_that_do_not_check_out_alike_are_refused_in_an_agent(
+        clone: Path, server: Path, name: str, says: str) -> None:
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), f"{DEV}/{name}", "100644",
+                      blob(clone, "name: support-bot\n"))
+    on_top(clone, "alice", root)
+    rejected(clone, server, "alice", says)
+
+
+@pytest.mark.parametrize("path", ["environments\\production\\support-bot\\agent.yaml",
+                                  "settings\\production.yaml", "docs/a\\b.md",
+                                  "EN1A2B~1/production/x/agent.yaml"])
+def test_backslashes_and_short_names_are_refused_anywhere(clone: Path, server: Path,
+                                                          path: str) -> None:
+    """A top-level file named environments\\production\\support-bot\\agent.yaml is any
+    developer's, yet unpacked from a zip on Windows it replaces production's agent.yaml
+    (and Git for Windows refuses every checkout of such a repository)."""
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), path, "100644",
+                      blob(clone, "name: support-bot\n# never approved\n"))
+    on_top(clone, "alice", root)
+    rejected(clone, server, "alice", "so it would not check out alike everywhere")
+
+
+def test_a_device_name_is_no_agent(clone: Path, server: Path) -> None:
+    copy_dir(clone, DEV, "environments/development/con")
+    commit_all(clone, "alice", "Agent con")
+    rejected(clone, server, "alice", "is a Windows device name")
+    assert sl(clone, "agent", "new", "nul", actor="alice").code == 2
+
+
+@pytest.mark.parametrize("path", [".githooks/pre-commit", ".pre-commit-config.yaml",
+                                  ".husky/pre-commit", ".gitea/workflows/ci.yml",
+                                  ".forgejo/workflows/ci.yml", "Jenkinsfile", ".lfsconfig",
+                                  ".gitmodules", ".circleci/config.yml"])
+def test_shared_hooks_and_other_ci_definitions_are_org_admin_only(clone: Path, server: Path,
+                                                                  path: str) -> None:
+    """Before, a developer changed the shared client hooks every member runs; the next
+    org-admin commit then carried a policy change of the developer's making."""
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text("#!/bin/sh\n")
+    commit_all(clone, "alice", "Hooks")
+    rejected(clone, server, "alice", "only org-admins may")
+
+
+def copy_dir(clone: Path, src: str, dst: str) -> None:
+    shutil.rmtree(clone / dst, ignore_errors=True)
+    shutil.copytree(clone / src, clone / dst)
+
+
+@pytest.mark.parametrize(("path", "content", "member"), [
+    (f"{DEV}/prompts/system.md", "Use key sk-proj-abcdefghijklmnopqrstuvwx\n", "alice"),
+    (f"{DEV}/deploy_key", "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n", "alice"),
+    ("settings/production.yaml", "aws: AKIAABCDEFGHIJKLMNOP\n", "olga"),
+])
+def test_a_secret_pushed_anywhere_in_environments_or_settings_is_refused(
+        clone: Path, server: Path, path: str, content: str, member: str) -> None:
+    """§7.4: the hook never scanned for secrets; only the CLI's validation did."""
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text(content)
+    commit_all(clone, member, "Config")
+    rejected(clone, server, member, "this looks like")
+
+
+def test_a_utf16_secret_is_found(clone: Path, server: Path) -> None:
+    (clone / DEV / "notes.txt").write_bytes("key AKIAABCDEFGHIJKLMNOP\n".encode("utf-16"))
+    commit_all(clone, "alice", "Notes")
+    rejected(clone, server, "alice", "an AWS access key id")
+
+
+def _mark(clone: Path, server: Path, qa: str) -> None:
+    assert sl(clone, "mark-ready", "support-bot", actor=qa).code == OK
+    accepted(clone, server, qa)
+
+
+def test_every_marker_is_bound_by_separation_of_duties(clone: Path, server: Path) -> None:
+    """Before, rita's mark replaced sam's in the record, and sam then shipped the tree he
+    had marked himself."""
+    ready(clone, server, qa="sam")
+    _mark(clone, server, "rita")
+    record = (clone / "approvals/support-bot.yaml").read_text()
+    assert "sam" in record and "rita" in record
+    copy_dir(clone, STG, PRD)
+    commit_all(clone, "sam", "Ship")
+    rejected(clone, server, "sam", "separation of duties")
+
+
+def test_a_mark_may_not_drop_or_forge_another(clone: Path, server: Path) -> None:
+    ready(clone, server, qa="sam")
+    tree = git(clone, "rev-parse", f"HEAD:{STG}")
+    (clone / "approvals/support-bot.yaml").write_text(
+        f"agent: support-bot\nstaging_tree: {tree}\nmarked_by: rita\nmarked_at: x\n")
+    commit_all(clone, "rita", "My mark only")
+    rejected(clone, server, "rita", "the approval must add rita's own mark")
+    git(clone, "reset", "-q", "--hard", "HEAD~1")
+    (clone / "approvals/support-bot.yaml").write_text(
+        f"agent: support-bot\nstaging_tree: {tree}\nmarked_by: quinn\nmarked_at: x\n"
+        "approvals: [{by: sam, at: y}, {by: rita, at: z}, {by: quinn, at: x}]\n")
+    commit_all(clone, "quinn", "A mark of rita's that never happened")
+    rejected(clone, server, "quinn", "the approval must add quinn's own mark")
+
+
+def test_two_approvals_are_required_when_the_policy_says_so(clone: Path,
+                                                            server: Path) -> None:
+    set_policy(clone, "olga", "protected_branches: [main]\n",
+               "protected_branches: [main]\npromotion: {production: {approvals: {required: 2}}}\n")
+    accepted(clone, server, "olga")
+    ready(clone, server)
+    copy_dir(clone, STG, PRD)
+    commit_all(clone, "olga", "Ship")
+    rejected(clone, server, "olga", "approvals 1 of 2 (quinn)")
+    git(clone, "reset", "-q", "--hard", "HEAD~1")
+    _mark(clone, server, "rita")
+    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
+    accepted(clone, server, "olga")
+
+
+def test_a_mark_counts_only_while_its_member_holds_qa(clone: Path, server: Path) -> None:
+    ready(clone, server)
+    set_policy(clone, "olga", "quinn: {name: Quinn QA,    email: quinn@test.example, "
+                              "roles: [qa]}",
+               "quinn: {name: Quinn QA,    email: quinn@test.example, roles: [developer]}")
+    accepted(clone, server, "olga")
+    copy_dir(clone, STG, PRD)
+    commit_all(clone, "omar", "Ship")
+    rejected(clone, server, "omar", "quinn no longer holds qa")
+
+
+def test_qa_withdraws_their_own_mark_and_only_theirs(clone: Path, server: Path) -> None:
+    ready(clone, server)
+    (clone / "approvals/support-bot.yaml").unlink()
+    commit_all(clone, "rita", "Withdraw quinn's mark")
+    rejected(clone, server, "rita", "withdrawn by the QA member whose mark it alone holds")
+    commit = git(clone, "rev-parse", "HEAD")
+    git(clone, "reset", "-q", "--soft", "HEAD~1")
+    git(clone, "commit", "-q", "-C", commit, "--reset-author",
+        env={"GIT_AUTHOR_NAME": "Quinn", "GIT_AUTHOR_EMAIL": "quinn@test.example",
+             "GIT_COMMITTER_NAME": "Quinn", "GIT_COMMITTER_EMAIL": "quinn@test.example"})
+    accepted(clone, server, "quinn")
+
+
+@pytest.mark.parametrize("message", [
+    "Docs\n   \nStageline-Action: promote-to-production\nStageline-Agent: support-bot",
+    "Docs\n\nstageline-actor: olga",
+])
+def test_trailers_are_judged_as_git_reads_them(clone: Path, server: Path, message: str) -> None:
+    """A line of spaces ends a paragraph for git, and git reads keys without case: such
+    claims went unjudged, while git log and forges showed them."""
+    (clone / DEV / "prompts/system.md").write_text("edited\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "--cleanup=verbatim", "-m", message,
+        env={"GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@test.example",
+             "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@test.example"})
+    err = rejected(clone, server, "alice", "rejected")
+    assert "the trailers claim promote-to-production" in err or "claims 'olga'" in err
+
+
+def test_verify_judges_by_the_organizations_policy_too(clone: Path, server: Path) -> None:
+    """A release branch whose own policy makes alice an org-admin: the hook also applies
+    main's policy; verify did not, so on hosts without hooks a branch granted itself more."""
+    set_policy(clone, "olga", "protected_branches: [main]",
+               "protected_branches: [main, release]")
+    accepted(clone, server, "olga")
+    git(clone, "checkout", "-q", "-b", "release")
+    ok, err = push(clone, "olga", "HEAD:refs/heads/release")
+    assert ok, err
+    base = git(clone, "rev-parse", "HEAD")
+    set_policy(clone, "olga", "alice: {name: Alice Dev,   email: alice@test.example, "
+                              "roles: [developer]}",
+               "alice: {name: Alice Dev,   email: alice@test.example, "
+               "roles: [developer, org-admin]}")
+    ok, err = push(clone, "olga", "HEAD:refs/heads/release")
+    assert ok, err
+    mid = git(clone, "rev-parse", "HEAD")
+    (clone / ".github").mkdir()
+    (clone / ".github/ci.yml").write_text("x\n")
+    commit_all(clone, "alice", "CI, as the release branch's admin")
+    git(clone, "fetch", "-q", "origin")
+    result = sl(clone, "verify", "--range", f"{mid}..HEAD", "--ref", "release",
+                "--pusher", "alice")
+    assert result.code == CHECK_FAILED, result
+    assert "only org-admins may" in result.out
+    assert base != mid
+
+
+def test_a_policy_that_is_not_a_file_is_refused_in_one_sentence(clone: Path,
+                                                                 server: Path) -> None:
+    root = git(clone, "rev-parse", "HEAD^{tree}")
+    root = with_entry(clone, root, "stageline.yaml", "100644", None)
+    root = with_entry(clone, root, "stageline.yaml/x", "100644", blob(clone, "x\n"))
+    on_top(clone, "olga", root)
+    err = rejected(clone, server, "olga", "stageline.yaml may not be deleted")
+    assert "check itself failed" not in err
+
+
+def test_a_branch_must_point_at_a_commit(clone: Path, server: Path) -> None:
+    git(clone, "tag", "-a", "-m", "a tag", "v1", env=author_env("olga"))
+    tag = git(clone, "rev-parse", "v1")
+    err = rejected(clone, server, "alice", "main must point at a commit, not a tag",
+                   f"{tag}:refs/heads/main")
+    assert "Traceback" not in err

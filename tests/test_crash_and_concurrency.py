@@ -31,7 +31,7 @@ from httpgit import serve, with_credentials
 
 from stageline.errors import BLOCKED, OK
 from stageline.git.worktree import JOURNAL_NAME
-from stageline.trailers import parse as parse_trailers
+from stageline.trailers import read as read_trailers
 
 AGENT = "support-bot"
 DEV = f"environments/development/{AGENT}"
@@ -219,8 +219,8 @@ def test_crash_at_every_step(templates: Templates, action: str, step: str, kind:
     if step in AFTER_REF:
         assert now != old
         assert git(repo, "rev-parse", f"{now}^") == old  # exactly one commit on top
-        message = git(repo, "log", "-1", "--format=%B", now)
-        assert parse_trailers(message)["Stageline-Action"] == spec.trailer
+        found = git(repo, "log", "-1", "--format=%(trailers:only,unfold)", now)
+        assert read_trailers(found)["Stageline-Action"] == spec.trailer
     else:
         assert now == old
     # only a clone keeps a record, from the moment it is written until the work tree follows
@@ -525,11 +525,12 @@ def test_concurrent_promotions_of_one_agent_make_one_commit(bare_org: Path) -> N
     assert all(code == OK or lost_the_race(code, err) for code, _out, err in results), results
     assert any(code == OK for code, _out, _err in results)
     assert staged_equals_dev(bare_org, "solo")
-    commits = git(bare_org, "log", "--format=%H%x00%B%x01", "main").split("\x01")
+    commits = git(bare_org, "log", "--format=%H%x00%(trailers:only,unfold)%x01",
+                  "main").split("\x01")
     promotions = [c for c in commits if c.strip() and
-                  parse_trailers(c.partition("\0")[2]).get("Stageline-Action")
+                  read_trailers(c.partition("\0")[2]).get("Stageline-Action")
                   == "promote-to-staging" and
-                  parse_trailers(c.partition("\0")[2]).get("Stageline-Agent") == "solo"]
+                  read_trailers(c.partition("\0")[2]).get("Stageline-Agent") == "solo"]
     assert len(promotions) == 1
     fsck(bare_org)
 

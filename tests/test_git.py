@@ -17,7 +17,6 @@ from stageline.git import walk
 from stageline.git.objects import Entry
 from stageline.git.process import GitFailed, nogc
 from stageline.git.store import Store
-from stageline.trailers import parse as parse_trailers
 
 
 def test_many_lookups_in_one_batch_do_not_deadlock(org: Path) -> None:
@@ -45,13 +44,26 @@ def test_replace_builds_only_the_changed_path(tmp_path: Path) -> None:
         assert listing == ["a", "a/d.txt"]  # the emptied directory is gone
 
 
-def test_trailers_are_read_from_the_last_paragraph_only() -> None:
-    message = ("Subject\n\nStageline-Action: fake in the body\n\nStageline-Action: mark-ready\n"
-               "Stageline-Agent: a\nStageline-Agent: b\n")
-    trailers = parse_trailers(message)
-    assert trailers["Stageline-Action"] == "mark-ready"
-    assert trailers["Stageline-Agent"] == "a\nb"
-    assert parse_trailers("Only a subject") == {}
+@pytest.mark.parametrize(("message", "expected"), [
+    ("Subject\n\nStageline-Action: fake in the body\n\nStageline-Action: mark-ready\n"
+     "Stageline-Agent: a\nStageline-Agent: b\n",
+     {"Stageline-Action": "mark-ready", "Stageline-Agent": "a\nb"}),
+    ("Only a subject", {}),
+    # a line of spaces ends a paragraph for git, and keys compare without case
+    ("Docs\n   \nstageline-action: promote-to-production\nStageline-ACTOR: olga\n",
+     {"Stageline-Action": "promote-to-production", "Stageline-Actor": "olga"}),
+])
+def test_trailers_are_the_ones_git_finds(org: Path, message: str,
+                                         expected: dict[str, str]) -> None:
+    (org / "README.md").write_text(message)
+    git(org, "add", "-A")
+    git(org, "commit", "-q", "--cleanup=verbatim", "-m", message, env=author_env("alice"))
+    with Store.open(org) as store:
+        (commit,) = store.walk(["-1", "HEAD"], with_changes=False)
+    shown = git(org, "log", "-1", "--format=%(trailers:only,unfold)")
+    assert commit.trailers == expected
+    assert len([ln for ln in shown.split("\n") if ln]) == sum(
+        v.count("\n") + 1 for v in expected.values())
 
 
 def test_commit_messages_with_odd_bytes_are_read_exactly(org: Path) -> None:

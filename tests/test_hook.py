@@ -181,7 +181,7 @@ def test_approval_marked_by_someone_else(clone: Path, server: Path) -> None:
     staged(clone, server)
     write_approval(clone, "rita")
     commit_all(clone, "quinn", "Approve in rita's name")
-    rejected(clone, server, "quinn", "marked by rita, but its author is quinn")
+    rejected(clone, server, "quinn", "the approval must add quinn's own mark")
 
 
 def test_production_push_by_the_member_who_marked_it(clone: Path, server: Path) -> None:

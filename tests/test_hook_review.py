@@ -21,7 +21,7 @@ from test_hook import (  # noqa: F401 - clone and server are fixtures
     server,
 )
 
-from stageline import rules
+from stageline import approval
 
 
 def _stage_by_hand(clone: Path, server: Path) -> None:
@@ -35,7 +35,7 @@ def _approve_by_hand(clone: Path, server: Path, qa: str = "quinn", agent: str = 
     tree = git(clone, "rev-parse", f"HEAD:environments/staging/{agent}")
     (clone / "approvals").mkdir(exist_ok=True)
     (clone / f"approvals/{agent}.yaml").write_text(
-        rules.approval_text(agent, tree, marked_by or qa, "2026-01-01T00:00:00Z"))
+        approval.text(agent, tree, (approval.Mark(marked_by or qa, "2026-01-01T00:00:00Z"),)))
     commit_all(clone, qa, "Mark ready by hand")
 
 
@@ -170,7 +170,7 @@ def _add_member(clone: Path, server: Path, line: str) -> None:
 
 def test_numeric_member_id_cannot_mark_ready(clone: Path, server: Path) -> None:
     """Member ids are login names ([A-Za-z0-9][A-Za-z0-9._-]*), so '1234' is valid (quoted as a
-    key in stageline.yaml). The approval text stageline writes (rules.approval_text, what
+    key in stageline.yaml). The approval text stageline writes (approval.text, what
     mark-ready commits) has 'marked_by: 1234' unquoted: YAML reads an int and the hook
     rejects QA's legitimate approval as invalid ('has no marked_by'). Same for ids such as
     'yes', 'no', 'on', 'off', 'null', 'true'."""
@@ -183,7 +183,7 @@ def test_numeric_member_id_cannot_mark_ready(clone: Path, server: Path) -> None:
 
 def test_numeric_agent_name_cannot_be_approved(clone: Path, server: Path) -> None:
     """Agent '2024' matches ^[a-z0-9][a-z0-9-]{0,62}$, but 'agent: 2024' in the approval that
-    rules.approval_text writes is an int: the hook refuses QA's approval."""
+    approval.text writes is an int: the hook refuses QA's approval."""
     copy_dir(clone, DEV, "environments/development/2024")
     agent_yaml = clone / "environments/development/2024/agent.yaml"
     agent_yaml.write_text(agent_yaml.read_text().replace("name: support-bot", 'name: "2024"'))
@@ -368,8 +368,8 @@ def test_pin_duplicate_actor_trailer(clone: Path, server: Path) -> None:
 
 
 def test_pin_lowercase_restores_trailer_is_no_rollback(clone: Path, server: Path) -> None:
-    """Trailer keys are matched case-sensitively: 'stageline-restores' is not a rollback claim,
-    so the production change is judged as a promotion (and needs an approval)."""
+    """git reads trailer keys without case, and so does the hook: 'stageline-restores' is a
+    rollback claim, which a commit without 'Stageline-Action: rollback' may not make."""
     first = git(clone, "rev-parse", "HEAD")
     _stage_by_hand(clone, server)
     _approve_by_hand(clone, server)
@@ -381,8 +381,7 @@ def test_pin_lowercase_restores_trailer_is_no_rollback(clone: Path, server: Path
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "-m", f"Roll back\n\nstageline-restores: {first}",
         env=author_env("olga"))
-    # production becomes absent while staging is not: judged as a promotion, refused
-    rejected(clone, server, "olga", "production must be an exact copy")
+    rejected(clone, server, "olga", "Stageline-Restores is only for rollbacks")
 
 
 def test_pin_rollback_to_a_second_parent_state(clone: Path, server: Path) -> None:

@@ -34,7 +34,10 @@ from stageline.git.store import Store
 from stageline.hook import parse_updates, pre_receive
 from stageline.layout import ENVIRONMENTS, is_agent_name
 from stageline.policy import MEMBER_ID_RE, ROLES, Policy, PolicyError, is_branch_name, parse_policy
-from stageline.rules import Approval, approval_text, classify, parse_approval
+from stageline.approval import Approval, Mark
+from stageline.approval import parse as parse_approval
+from stageline.approval import text as approval_text
+from stageline.rules import classify
 from stageline.validation import MAX_SCAN_BYTES, Finding, validate
 
 DEV = "environments/development/support-bot"
@@ -466,30 +469,40 @@ def test_parse_approval_accepts_exactly_the_records_of_the_right_shape(
 
 @PROPERTY
 @given(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True),
-       st.from_regex(r"[0-9a-f]{40}|[0-9a-f]{64}", fullmatch=True), MEMBER_IDS,
+       st.from_regex(r"[0-9a-f]{40}|[0-9a-f]{64}", fullmatch=True),
+       st.lists(MEMBER_IDS, min_size=1, max_size=4, unique=True),
        st.text(alphabet=st.characters(max_codepoint=0xFFFF, blacklist_categories=("Cs", "Cc")),
                max_size=30),
        st.integers(0, 10**6))
-@example("2024", "a" * 40, "null", "2024-01-01T00:00:00Z", 0)
-@example("yes", "0" * 64, "1e3", "~", 1)
-def test_an_approval_written_by_stageline_reads_back(agent: str, tree: str, marked_by: str,
+@example("2024", "a" * 40, ["null"], "2024-01-01T00:00:00Z", 0)
+@example("yes", "0" * 64, ["1e3", "null"], "~", 1)
+def test_an_approval_written_by_stageline_reads_back(agent: str, tree: str, markers: list[str],
                                                      marked_at: str, passed: int) -> None:
-    result = parse_approval(approval_text(agent, tree, marked_by, marked_at, passed).encode(),
+    marks = tuple(Mark(m, marked_at) for m in markers)
+    result = parse_approval(approval_text(agent, tree, marks, passed).encode(),
                             "approvals/x.yaml")
-    assert result == Approval(agent, tree, marked_by, marked_at, passed)
+    assert result == Approval(agent, tree, marks, passed)
 
 
-@PROPERTY
-@given(st.from_regex(rules._WRITTEN_APPROVAL, fullmatch=True))
-def test_an_approval_read_without_the_parser_reads_as_the_parser_reads_it(data: bytes) -> None:
-    # A comment line keeps the document's value and sends it through the YAML parser.
-    assert parse_approval(data, "approvals/x.yaml") == parse_approval(data + b"# via YAML\n",
-                                                                     "approvals/x.yaml")
+def test_a_record_without_approvals_is_the_one_mark_of_marked_by() -> None:
+    record = parse_approval(b"agent: a\nstaging_tree: b\nmarked_by: quinn\n"
+                            b"marked_at: 2026-11-28T14:00:00Z\n", "approvals/a.yaml")
+    assert isinstance(record, Approval)
+    assert record.markers == ("quinn",) and record.marked_at.startswith("2026-11-28")
 
 
-def test_what_mark_ready_writes_is_read_without_the_parser() -> None:
-    text = approval_text("support-bot", "a" * 40, "sam.qa", "2026-11-28T14:00:00+00:00", 12)
-    assert rules._WRITTEN_APPROVAL.fullmatch(text.encode())
+@pytest.mark.parametrize(("listed", "says"), [
+    ("[{by: quinn, at: x}, {by: quinn, at: y}]", "listed twice"),
+    ("[{by: rita, at: x}]", "must be the last of its approvals"),
+    ("[{by: quinn}]", "must be a list"),
+    ("[{by: quinn, at: x, extra: 1}]", "must be a list"),
+    ("[]", "must be a list"),
+])
+def test_a_record_with_odd_approvals_is_a_sentence(listed: str, says: str) -> None:
+    data = (f"agent: a\nstaging_tree: b\nmarked_by: quinn\nmarked_at: x\n"
+            f"approvals: {listed}\n").encode()
+    result = parse_approval(data, "approvals/a.yaml")
+    assert isinstance(result, str) and says in result, result
 
 
 def test_parse_approval_huge_integer_is_a_sentence() -> None:

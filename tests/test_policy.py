@@ -54,7 +54,28 @@ def test_valid_policy_is_parsed() -> None:
     (b"organization: acme\nprotected_branches: ['release/*']\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "is not a branch name"),
     (b"organization: acme\nidentity: {env: [GIT_PUSH_OPTION_0]}\n"
-     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "can come from the pushing client"),
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "the pushing client can set it"),
+    # git http-backend hands request headers to hooks as HTTP_*: X-Forwarded-User: olga
+    (b"organization: acme\nidentity: {env: [HTTP_X_FORWARDED_USER, REMOTE_USER]}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "may not name HTTP_X_FORWARDED_USER"),
+    (b"organization: acme\nidentity: {env: [SSH_ORIGINAL_COMMAND]}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "the pushing client can set it"),
+    (b"organization: acme\nseparation_of_dutie: false\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "unknown key 'separation_of_dutie'"),
+    (b"organization: acme\nsigning: {require: all}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+    (b"organization: acme\nwindows: {freeze: {kind: deny}}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+    (b"organization: acme\npromotion: {production: {windows: [freeze]}}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: [ssh-ed25519 A]}}\n",
+     "not supported by this version"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], role: [x]}}\n",
+     "unknown key 'role'"),
+    (b"organization: acme\npromotion: {production: {approvals: {required: 0}}}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "N from 1 to 100"),
+    (b"organization: acme\npromotion: {production: {approval: {required: 2}}}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "unknown key 'approval'"),
 ])
 def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
     with pytest.raises(PolicyError) as info:
@@ -62,6 +83,14 @@ def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
     assert says in info.value.message
     assert info.value.code == REPOSITORY
     assert "\n" not in info.value.message
+
+
+def test_approvals_required_is_read() -> None:
+    policy = parse_policy(b"organization: acme\npromotion:\n  production:\n"
+                          b"    approvals: {required: 2}\n  staging: {windows: []}\n"
+                          b"members: {a: {email: a@x.test, roles: [qa]}}\n")
+    assert policy.approvals_required == 2
+    assert parse_policy(VALID).approvals_required == 1
 
 
 def test_full_ref_names_mean_the_branch() -> None:

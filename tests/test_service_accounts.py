@@ -133,8 +133,7 @@ def test_an_approval_must_still_be_marked_by_its_author(clone: Path, ci_server: 
     (clone / "approvals/support-bot.yaml").write_text(
         f"agent: support-bot\nstaging_tree: {tree}\nmarked_by: quinn\nmarked_at: now\n")
     commit_all(clone, "rita", "Approve in a colleague's name")
-    bot_rejected(clone, ci_server, "the approval says it was marked by quinn, but its author "
-                                   "is rita")
+    bot_rejected(clone, ci_server, "the approval must add rita's own mark")
 
 
 def test_separation_of_duties_holds_on_the_author(clone: Path, ci_server: Path,

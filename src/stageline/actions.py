@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stageline import rules
+from stageline import approval, rules, trailers
+from stageline.approval import Approval, Mark
 from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
 from stageline.git.objects import Entry, short_ref
 from stageline.git.store import Store
@@ -51,9 +52,9 @@ class Workspace:
     def tree(self, env: str, agent: str) -> str | None:
         return self.store.tree_at(self.head, env_dir(env, agent))
 
-    def approval(self, agent: str) -> rules.Approval | str | None:
+    def approval(self, agent: str) -> Approval | str | None:
         data = self.store.blob_at(self.head, approval_path(agent))
-        return None if data is None else rules.parse_approval(data, approval_path(agent))
+        return None if data is None else approval.parse(data, approval_path(agent))
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,7 @@ def _require(member: Member, action: str) -> None:
 
 def _message(subject: str, action: str, actor: Member, agent: str | None = None,
              extra: dict[str, str] | None = None) -> str:
-    trailers = {"Stageline-Action": action}
-    if agent:
-        trailers["Stageline-Agent"] = agent
-    trailers["Stageline-Actor"] = actor.id
-    trailers.update(extra or {})
-    return subject + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+    return f"{subject}\n\n{trailers.block(action, agent, actor.id, extra)}\n"
 
 
 def _plan(action: str, agent: str, actor: Member, changes: dict[str, Entry | None],
@@ -351,14 +347,19 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Plan:
     if ws.tree("production", agent) == staging:
         return Plan(rules.PROMOTE_PRODUCTION, agent,
                     f"production already equals staging for {agent}; nothing to do.")
-    approval = ws.approval(agent)
-    problem = rules.approval_problem(approval, agent, staging)
+    record = ws.approval(agent)
+    problem = approval.problem(record, agent, staging)
+    if problem is None and isinstance(record, Approval):
+        problem = approval.shortfall(record, ws.policy.approvals_required,
+                                     lambda m: (who := ws.policy.member(m)) is not None
+                                     and who.has("qa"))
     if problem:
         raise Blocked(f"{problem}; QA must run 'stageline mark-ready {agent}' first.")
-    assert isinstance(approval, rules.Approval)
-    if ws.policy.separation_of_duties and approval.marked_by == actor.id:
+    assert isinstance(record, Approval)
+    if ws.policy.separation_of_duties and actor.id in record.markers:
         raise PermissionDenied(f"{actor.id} marked this staging tree of {agent} ready and may not "
-                               "also push it to production; another org-admin must.")
+                               "also push it to production; an org-admin who did not mark it "
+                               "must.")
     _validated(ws, agent, "staging", staging, "production")
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
     message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent)
@@ -377,10 +378,13 @@ def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
     if staging is None:
         raise Blocked(f"{agent} is not in staging; a developer must promote it first.")
     current = ws.approval(agent)
-    if (rules.approval_problem(current, agent, staging) is None
-            and isinstance(current, rules.Approval) and current.marked_by == actor.id):
-        return Plan(rules.MARK_READY, agent,
-                    f"{agent} is already Ready for Production; nothing to do.")
+    earlier: tuple[Mark, ...] = ()
+    if approval.problem(current, agent, staging) is None and isinstance(current, Approval):
+        if actor.id in current.markers:
+            return Plan(rules.MARK_READY, agent,
+                        f"{actor.id} already marked this staging tree of {agent}; nothing to "
+                        "do.")
+        earlier = current.marks  # a mark of the same tree adds to its record
     # QA's gate: the staging content must be valid for staging and pass its conversation
     # tests; the approval records the tests' summary.
     source = _validated(ws, agent, "staging", staging, "staging")
@@ -391,7 +395,8 @@ def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
                           f"in staging (first: {failed[0].name}); see 'stageline test {agent} "
                           "--env staging'.")
     marked_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    text = rules.approval_text(agent, staging, actor.id, marked_at, passed=len(results))
+    text = approval.text(agent, staging, (*earlier, Mark(actor.id, marked_at)),
+                         passed=len(results))
     changes: dict[str, Entry | None] = {
         approval_path(agent): Entry(FILE_MODE, ws.store.hash_blob(text.encode())),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from stageline import rules
+from stageline import rules, trailers
 from stageline.actions import Workspace, resolve_actor
 from stageline.errors import RepositoryError
 from stageline.git.store import Store
@@ -121,12 +121,12 @@ def _as_rollback(ws: Workspace, enforcer: Enforcer, staged: CommitInfo, actor: M
                     if tree is not None and v.tree == tree), None)
     if earlier is None:
         return None
-    trailers = (f"{rules.ACTION_TRAILER}: {rules.ROLLBACK}\n{rules.AGENT_TRAILER}: {agent}\n"
-                f"{rules.ACTOR_TRAILER}: {author.id}\n{rules.RESTORES_TRAILER}: {earlier}")
-    rollback = replace(staged, message=f"Roll back {agent}\n\n{trailers}\n")
+    lines = trailers.block(rules.ROLLBACK, agent, author.id, {trailers.RESTORES: earlier})
+    rollback = replace(staged, message=f"Roll back {agent}\n\n{lines}\n",
+                       trailer_lines=lines)
     if enforcer.judge([rollback], ws.policy, actor, ws.head):
         return None
-    return trailers
+    return lines
 
 
 def report(verdict: Verdict) -> list[str]:

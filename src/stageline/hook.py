@@ -21,19 +21,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stageline import rules
+from stageline import approval, rules
+from stageline.approval import Approval
 from stageline.errors import UsageError
 from stageline.git import fsck
 from stageline.git.objects import is_null_oid, looks_like_oid, short_ref
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
 from stageline.layout import (
+    APPROVALS,
     DELETED_MODE,
+    ENV_ROOT,
     GITLINK_MODE,
     POLICY_FILE,
     PUSH_LOG,
+    REGULAR_MODES,
     TREE_MODE,
     approval_path,
+    collision,
     env_dir,
 )
 from stageline.policy import (
@@ -45,11 +50,13 @@ from stageline.policy import (
     parse_policy,
 )
 from stageline.rules import Violation
+from stageline.validation import secrets_in
 
 if TYPE_CHECKING:
     from stageline.progress import Progress
 
 MAX_LINES_SHOWN = 25
+SCANNED = ("environments/", "settings/")  # where a pushed file may hold no secret
 # A ref name holds no ASCII control character or space, but may hold any other character,
 # Unicode spaces and line breaks (NBSP, NEL, U+2028) included.
 _LINE_RE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ([^\x00-\x20\x7f]+)")
@@ -113,6 +120,7 @@ class Enforcer:
         self._policies: dict[str, Policy | str | None] = {}
         self._org: tuple[bool, list[Policy]] | None = None
         self._self_protected: dict[str, str] | None = None
+        self._branches: dict[str, str] | None = None
         # The updates judged as protected branches (bootstrap included), as the push log
         # records them: what post-receive logs is exactly this.
         self.judged: list[dict[str, str | None]] = []
@@ -128,10 +136,20 @@ class Enforcer:
             self._default = (ref, found[0] if found and found[1] == "commit" else None)
         return self._default
 
+    def branches(self) -> dict[str, str]:
+        """The server's branches and their tips before the push (read once)."""
+        if self._branches is None:
+            self._branches = self.store.branches()
+        return self._branches
+
+    def use_default(self, ref: str | None, tip: str | None) -> None:
+        """Take ``ref`` at ``tip`` as the server's default branch (``verify``, in a clone)."""
+        self._default = (ref, tip)
+
     def bootstrapping(self) -> bool:
         """True while no branch of the server holds a stageline.yaml."""
         if self._bootstrap is None:
-            tips = list(self.store.branches().values())
+            tips = list(self.branches().values())
             infos = self.store.objects_info([f"{tip}:{POLICY_FILE}" for tip in tips])
             self._bootstrap = not any(info and info[1] == "blob" for info in infos)
         return self._bootstrap
@@ -161,7 +179,7 @@ class Enforcer:
         speak for the organization."""
         if self._self_protected is None:
             found = {}
-            for ref, tip in self.store.branches().items():
+            for ref, tip in self.branches().items():
                 policy = self.policy_at(tip)
                 if isinstance(policy, Policy) and policy.is_protected(ref):
                     found[ref] = tip
@@ -211,6 +229,10 @@ class Enforcer:
         if not update.ref.startswith("refs/heads/") and not force_protected:
             return self._other_ref_check(update, organization)
         branch = short_ref(update.ref)
+        if update.new is not None and (info := self.store.object_info(update.new)) and \
+                info[1] != "commit":
+            return [Violation(None, None, f"{branch} must point at a commit, not a {info[1]}",
+                              "push a commit")]
         governing = self.policy_at(update.old) if update.old else None
         own = isinstance(governing, Policy) and governing.is_protected(update.ref)
         protecting = [p for p in organization if p.is_protected(update.ref)]
@@ -268,13 +290,19 @@ class Enforcer:
         for policy in policies:
             # A service account's pushes are judged by their authors: pusher None.
             pusher = policy.member(who) if who else None
-            violations += [v for v in self.judge(commits, policy, pusher, update.new, malformed)
+            violations += [v for v in self.judge(commits, policy, pusher, update.new, malformed,
+                                                 update.ref)
                            if v not in violations]
         return violations
 
     def _creation_problem(self, update: RefUpdate, policies: Sequence[Policy], who: str | None,
                           branch: str) -> Violation | None:
-        twin = next((b for b in self.store.branches() if b.lower() == update.ref.lower()), None)
+        if update.ref in self.branches():
+            # (git's own compare-and-swap refuses such an update anyway: it applies an update
+            # only while the ref is still where the push says it was)
+            return Violation(None, None, f"the push creates {branch}, which exists already",
+                             "fetch and push again")
+        twin = next((b for b in self.branches() if b.lower() == update.ref.lower()), None)
         if twin is not None:
             return Violation(None, None, f"{branch} differs only in case from the existing "
                                          f"branch {short_ref(twin)}",
@@ -289,7 +317,7 @@ class Enforcer:
     def protected_tips(self, policies: Sequence[Policy]) -> list[str]:
         """The tips of the server's branches that a policy, or their own, protects."""
         own = self.self_protected()
-        return [tip for ref, tip in self.store.branches().items()
+        return [tip for ref, tip in self.branches().items()
                 if ref in own or any(p.is_protected(ref) for p in policies)]
 
     def _other_ref_check(self, update: RefUpdate,
@@ -357,9 +385,9 @@ class Enforcer:
     # -- judging commits ----------------------------------------------------------
 
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
-              tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None
-              ) -> list[Violation]:
-        facts = self._facts(commits, tip, malformed or {})
+              tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None,
+              branch: str = "") -> list[Violation]:
+        facts = self._facts(commits, tip, malformed or {}, branch)
         if self.progress:
             self.progress.phase("checking commits", len(facts))
         violations: list[Violation] = []
@@ -376,12 +404,15 @@ class Enforcer:
         does not have (``diff-tree -t`` lists them), and any entry whose object is not of
         the kind its mode says (a "file" that is a directory). Each object is read once."""
         trees: dict[str, None] = {}
+        judged: set[str] = set()  # trees under environments/ and approvals/
         files: dict[str, None] = {}
         for c in commits:
             trees[c.tree] = None
             for ch in c.changes:
                 if ch.new_mode == TREE_MODE:
                     trees[ch.new_oid] = None
+                    if ch.path.split("/", 1)[0] in (ENV_ROOT, APPROVALS):
+                        judged.add(ch.new_oid)
                 elif ch.new_mode not in (DELETED_MODE, GITLINK_MODE):
                     files[ch.new_oid] = None
         oids = [c.oid for c in commits]
@@ -393,6 +424,13 @@ class Enforcer:
             elif oid in trees:
                 why = fsck.tree_problem(obj[2], raw_len) if obj[1] == "tree" else \
                     f"its mode says a directory, but it is a {obj[1]}"
+                if why is None and oid in judged:
+                    names = [n.decode("utf-8", "surrogateescape")
+                             for _m, n, _r in fsck.entries(obj[2], raw_len) or []]
+                    pair = collision(names)
+                    why = pair and (f"{pair[0]!r} and {pair[1]!r} are one file on "
+                                    "case-insensitive or normalising file systems (Windows, "
+                                    "macOS), so a checkout there keeps only one of them")
                 if why:
                     problems[oid] = why
             elif why := (fsck.commit_problem(obj[2]) if obj[1] == "commit" else "not a commit"):
@@ -418,48 +456,57 @@ class Enforcer:
         return result
 
     def _facts(self, commits: Sequence[CommitInfo], tip: str,
-               malformed: Mapping[str, tuple[tuple[str | None, str], ...]]
+               malformed: Mapping[str, tuple[tuple[str | None, str], ...]], branch: str
                ) -> list[rules.CommitFacts]:
+        """What the rules need of each commit, read in one batch: the agent trees and
+        approval records at the commit, the records at its first parent where it changes
+        them, and the contents of the files it changes under environments/ and settings/
+        (scanned for secrets, each blob once)."""
         store = self.store
-        per_commit: list[tuple[CommitInfo, tuple[rules.ChangedPath, ...],
-                               dict[str, set[str]]]] = []
+        touched = [(c, rules.touched(c.changes)) for c in commits]
         specs: list[str] = []
-        for c in commits:
-            changes: tuple[rules.ChangedPath, ...] = c.changes
-            agents = rules.touched(changes)
-            per_commit.append((c, changes, agents))
-            for env_name, agent in _needed_trees(agents):
-                specs.append(f"{c.oid}:{env_dir(env_name, agent)}")
-            for agent in _judged_approvals(agents):
-                specs.append(f"{c.oid}:{approval_path(agent)}")
+        scanned: dict[str, None] = {}
+        for c, agents in touched:
+            specs += [f"{c.oid}:{env_dir(e, a)}" for e, a in _needed_trees(agents)]
+            specs += [f"{c.oid}:{approval_path(a)}" for a in _judged_approvals(agents)]
+            if c.parents:
+                specs += [f"{c.parents[0]}:{approval_path(a)}" for a in agents.get("approval", ())]
+            for ch in c.changes:
+                if ch.new_mode in REGULAR_MODES and ch.path.startswith(SCANNED):
+                    scanned[ch.new_oid] = None
         # Contents come along (one cat-file for all): approvals are read, agent trees small.
         found = dict(zip(specs, store.objects(specs), strict=True))
-        infos = {spec: (f[0], f[1]) for spec, f in found.items() if f}
-        blobs: dict[str, rules.Approval | str] = {}
+        secrets = {oid: label for oid, obj in zip(scanned, store.objects(list(scanned)),
+                                                  strict=True)
+                   if obj and (label := next((lb for lb, _line in secrets_in(obj[2])), None))}
+        records: dict[str, Approval | str] = {}
+
+        def record(spec: str) -> Approval | str | None:
+            obj = found.get(spec)
+            if obj is None:
+                return None
+            if obj[1] != "blob":
+                return "approvals/ must hold files"
+            if obj[0] not in records:
+                records[obj[0]] = approval.parse(obj[2], spec.partition(":")[2])
+            return records[obj[0]]
+
         chain: set[str] | None = None
         facts = []
         if self.progress:
-            self.progress.phase("reading changes", len(per_commit))
-        for c, changes, agents in per_commit:
+            self.progress.phase("reading changes", len(touched))
+        for c, agents in touched:
             if self.progress:
                 self.progress.advance()
-            trees = {(e, a): _tree(infos.get(f"{c.oid}:{env_dir(e, a)}"))
+            trees = {(e, a): _tree(found.get(f"{c.oid}:{env_dir(e, a)}"))
                      for e, a in _needed_trees(agents)}
-            approvals: dict[str, rules.Approval | str | None] = {}
-            for agent in _judged_approvals(agents):
-                info = infos.get(f"{c.oid}:{approval_path(agent)}")
-                if info is None or info[1] != "blob":
-                    approvals[agent] = None if info is None else "approvals/ must hold files"
-                    continue
-                if info[0] not in blobs:
-                    data = found[f"{c.oid}:{approval_path(agent)}"]
-                    assert data is not None
-                    blobs[info[0]] = rules.parse_approval(data[2], approval_path(agent))
-                approvals[agent] = blobs[info[0]]
-            policy_blob = None
-            for ch in c.changes:
-                if ch.path == POLICY_FILE and not is_null_oid(ch.new_oid):
-                    policy_blob = store.read_blob(ch.new_oid)
+            approvals = {a: record(f"{c.oid}:{approval_path(a)}")
+                         for a in _judged_approvals(agents)}
+            previous = {a: record(f"{c.parents[0]}:{approval_path(a)}") if c.parents else None
+                        for a in agents.get("approval", ())}
+            policy_blob = next((store.read_blob(ch.new_oid) for ch in c.changes
+                                if ch.path == POLICY_FILE and ch.new_mode in REGULAR_MODES),
+                               None)
             restored: dict[str, str | None] | None = None
             restore_problem = None
             target = c.trailers.get(rules.RESTORES_TRAILER)
@@ -470,13 +517,19 @@ class Enforcer:
                 if restore_problem is None:
                     restored = {a: store.tree_at(target, env_dir("production", a))
                                 for a in agents.get("production", ())}
+            found_secrets = tuple((ch.path, secrets[ch.new_oid]) for ch in c.changes
+                                  if ch.new_oid in secrets)
             facts.append(rules.CommitFacts(
-                c.oid, len(c.parents), c.author_email, c.trailers, changes, agents, trees,
-                approvals, policy_blob, restored, restore_problem,
-                malformed.get(c.oid, ()), store.empty_tree))
+                c.oid, len(c.parents), c.author_email, c.trailers, c.changes, agents, trees,
+                approvals, policy_blob=policy_blob, restored=restored,
+                restore_problem=restore_problem, malformed=malformed.get(c.oid, ()),
+                empty_tree=store.empty_tree, previous_approvals=previous,
+                secrets=found_secrets, branch=branch))
         return facts
 
     def _restore_problem(self, commit: CommitInfo, target: str, chain: set[str]) -> str | None:
+        if "\n" in target:
+            return f"a rollback names one {rules.RESTORES_TRAILER} commit"
         if not looks_like_oid(target) or len(target) != self.store.hexlen:
             return f"{rules.RESTORES_TRAILER} must be a full commit id"
         if target not in chain or not commit.parents or \
@@ -518,8 +571,8 @@ def _needed_trees(agents: dict[str, set[str]]) -> list[tuple[str, str]]:
     return sorted(needed)
 
 
-def _tree(info: tuple[str, str] | None) -> str | None:
-    return info[0] if info and info[1] == "tree" else None
+def _tree(found: tuple[str, str, bytes] | None) -> str | None:
+    return found[0] if found and found[1] == "tree" else None
 
 
 # -- entry points ----------------------------------------------------------------
@@ -673,15 +726,37 @@ def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None
         missing = old if old_oid is None else new
         raise UsageError(f"{missing!r} names no commit in this repository.")
     enforcer = Enforcer(store, progress)
+    policy = enforcer.policy_at(old_oid)
     if ref is None:
-        policy = enforcer.policy_at(old_oid)
         if not isinstance(policy, Policy):
             raise PolicyError(f"there is no valid {POLICY_FILE} at {old}; cannot verify.")
         ref = f"refs/heads/{policy.protected_branches[0]}"
     elif not ref.startswith("refs/"):
         ref = f"refs/heads/{ref}"
+    default, tip = _default_of_clone(store, policy)
+    # the range is judged as a push whose old tip is OLD: when it updates the default
+    # branch, OLD is that branch's tip, whatever the clone last fetched
+    enforcer.use_default(default, old_oid if default == ref else tip)
     return ref, enforcer.check(RefUpdate(old_oid, new_oid, ref), None, pusher,
                                force_protected=True)
+
+
+def _default_of_clone(store: Store, policy: Policy | str | None) -> tuple[str | None, str | None]:
+    """The server's default branch as a CI clone knows it, so that verify judges by the
+    organization's policy as the hook does: ``origin/HEAD``, else the first branch the
+    policy at OLD protects that the clone has (``origin/<name>``, else ``<name>``).
+    Returned as the server names it (``refs/heads/<name>``), with its tip."""
+    remote = store.run("symbolic-ref", "-q", "refs/remotes/origin/HEAD", check=False)
+    names = [remote.decode("utf-8", "surrogateescape").strip()] if remote.strip() else []
+    if isinstance(policy, Policy):
+        names += [f"refs/remotes/origin/{b}" for b in policy.protected_branches]
+        names += [f"refs/heads/{b}" for b in policy.protected_branches]
+    for name in names:
+        tip = store.resolve(name)
+        if tip is not None:
+            short = name.removeprefix("refs/remotes/origin/").removeprefix("refs/heads/")
+            return f"refs/heads/{short}", tip
+    return None, None
 
 
 def main(kind: str, args: Sequence[str]) -> int:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from stageline import rules
+from stageline import approval, rules
 from stageline.actions import Workspace
+from stageline.approval import Approval
 from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
@@ -90,7 +91,7 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     if only is not None:
         names = [n for n in names if n == only]
     winners: dict[tuple[str, str], str] = {}
-    approvals: dict[str, rules.Approval | str | None] = {}
+    approvals: dict[str, Approval | str | None] = {}
 
     def read_approvals() -> None:
         approvals.update(_approvals(store, ws.head, names))
@@ -106,29 +107,33 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
                for oid, c in commits.items()}
     result = []
     for name in names:
-        approval = approvals.get(name)
-        ready = rules.approval_problem(approval, name, trees["staging"].get(name)) is None
-        approved = isinstance(approval, rules.Approval) and ready
+        record = approvals.get(name)
+        ready = approval.problem(record, name, trees["staging"].get(name)) is None
+        approved = record if isinstance(record, Approval) and ready else None
+        if approved is not None:
+            ready = approval.shortfall(approved, ws.policy.approvals_required,
+                                       lambda m: (who := ws.policy.member(m)) is not None
+                                       and who.has("qa")) is None
         result.append(AgentStatus(
             name,
             {env: trees[env].get(name) for env in ENVIRONMENTS},
             ready,
-            approval.marked_by if approved else None,  # type: ignore[union-attr]
+            approved.marked_by if approved else None,
             {env: actions[oid] if (oid := winners.get((env, name))) else None
              for env in ENVIRONMENTS},
-            approval.tests_passed if approved else None,  # type: ignore[union-attr]
+            approved.tests_passed if approved else None,
         ))
     return result
 
 
-def _approvals(store: Store, head: str, names: list[str]) -> dict[str, rules.Approval | str]:
+def _approvals(store: Store, head: str, names: list[str]) -> dict[str, Approval | str]:
     """Each named agent's approval file, parsed (one batch of reads)."""
     tree = store.tree_at(head, APPROVALS)
     files = store.read_tree(tree) if tree else {}
     entries = [(name, entry) for name in names
                if (entry := files.get(f"{name}.yaml")) and not entry.is_tree]
     blobs = store.read_blobs([entry.oid for _, entry in entries])
-    return {name: rules.parse_approval(blob, f"{APPROVALS}/{name}.yaml")
+    return {name: approval.parse(blob, f"{APPROVALS}/{name}.yaml")
             for (name, _), blob in zip(entries, blobs, strict=True)}
 
 

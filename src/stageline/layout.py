@@ -42,15 +42,22 @@ def approval_path(agent: str) -> str:
     return f"{APPROVALS}/{agent}.yaml"
 
 
+# Names Windows gives to devices in every directory: an agent called "con" could be
+# neither checked out nor exported there.
+DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                          *(f"lpt{i}" for i in range(10))})
+
+
 def is_agent_name(name: str) -> bool:
-    return bool(AGENT_RE.fullmatch(name))
+    return bool(AGENT_RE.fullmatch(name)) and name not in DEVICE_NAMES
 
 
 def check_agent_name(name: str) -> str:
     if not is_agent_name(name):
         raise UsageError(
             f"{name!r} is not a valid agent name; use lowercase letters, digits and hyphens "
-            "(up to 63, starting with a letter or digit)."
+            "(up to 63, starting with a letter or digit; not a Windows device name such as "
+            "con or nul)."
         )
     return name
 
@@ -115,3 +122,59 @@ def stands_for(name: str, reserved: str) -> bool:
     base, _, ext = long.rpartition(".") if "." in long else (long, "", "")
     base = base.replace(".", "").replace(" ", "")
     return base.startswith(short.group(1)) and ext.startswith((short.group(2) or ".")[1:])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_NOT_ON_WINDOWS = re.compile(r'[<>:"|?*]')
+_SHORT_LOOKING = re.compile(r"~[0-9]")
+
+
+def name_problem(name: str, strict: bool) -> str | None:
+    """Why a file or directory name would not check out alike everywhere, or None.
+
+    Anywhere in the repository: a backslash or a control character (Git for Windows
+    refuses such paths, so every Windows clone would fail), a name that is not UTF-8, or
+    longer than 255 bytes (no file system holds it). With ``strict`` (top-level names,
+    and every name under environments/ and approvals/, whose content is judged): also
+    characters Windows refuses, a trailing dot or space (Windows drops them), an 8.3
+    short-name form (``ENVIRO~1``), a device name, a code point file systems ignore
+    (zero-width joiners, variation selectors), and a name not in Unicode's composed form
+    (NFC): each names another file than it seems on some system.
+    """
+    shown = repr(name) if not name.isprintable() else f"'{name}'"
+    if _CONTROL.search(name):
+        return f"{shown} holds a control character or a backslash"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{shown} is not UTF-8 text"
+    if size > 255:
+        return f"{shown[:40]}... is longer than 255 bytes"
+    if not strict:
+        return None
+    if _NOT_ON_WINDOWS.search(name):
+        return f"{shown} holds a character Windows refuses in names ({_NOT_ON_WINDOWS.pattern[1:-1]})"
+    if name != name.rstrip(". ") and name not in (".", ".."):
+        return f"{shown} ends with a dot or a space, which Windows drops"
+    if _SHORT_LOOKING.search(name):
+        return f"{shown} looks like a Windows short (8.3) name"
+    if name.partition(".")[0].lower() in DEVICE_NAMES:
+        return f"{shown} is a Windows device name"
+    if _IGNORABLE.search(name):
+        return f"{shown} holds a code point that file systems ignore"
+    if unicodedata.normalize("NFC", name) != name:
+        return f"{shown} is not in Unicode's composed form (NFC)"
+    return None
+
+
+def collision(names: list[str]) -> tuple[str, str] | None:
+    """Two names of one directory that a case-insensitive or normalising file system
+    (Windows, macOS) stores as one file: a checkout there would keep only one of them,
+    and not always the one that was checked."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = folded(name)
+        if key in seen:
+            return seen[key], name
+        seen[key] = name
+    return None

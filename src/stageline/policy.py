@@ -63,6 +63,7 @@ class Policy:
     identity_env: tuple[str, ...] = DEFAULT_IDENTITY_ENV
     ci_actor_env: tuple[str, ...] = ()  # empty: the CLI takes no actor from CI variables
     service_accounts: Mapping[str, ServiceAccount] = field(default_factory=dict)
+    approvals_required: int = 1  # promotion.production.approvals.required
 
     def member(self, member_id: str) -> Member | None:
         return self.members.get(member_id)
@@ -112,6 +113,19 @@ def is_branch_name(name: str) -> bool:
     return True
 
 
+KEYS = ("organization", "protected_branches", "members", "separation_of_duties", "identity",
+        "ci", "service_accounts", "promotion")
+# Keys of the contract that this version does not enforce yet. A policy that holds one is
+# refused: a rule stageline would silently ignore must not look enforced.
+NOT_YET = {"signing": "signed actions", "windows": "release and freeze windows"}
+MEMBER_KEYS = ("name", "email", "roles")
+# Variables a pushing client can set or choose, which must never name the pusher: git's
+# own, the request headers and query a web server hands to git http-backend (CGI), and
+# what an SSH client sends (its command, its locale and terminal).
+CLIENT_SET = re.compile(r"GIT_|HTTP_|CONTENT_|REQUEST_|QUERY_STRING$|PATH_INFO$|"
+                        r"PATH_TRANSLATED$|SSH_ORIGINAL_COMMAND$|LANG|LC_|TERM|TZ$", re.I)
+
+
 def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     """Parse and validate a policy; any problem is one sentence and exit 5."""
     try:
@@ -120,6 +134,14 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
         raise PolicyError(str(exc)) from None
     if not isinstance(doc, dict):
         raise PolicyError(f"{source} must be a mapping with organization and members.")
+    for key in doc:
+        if key in NOT_YET:
+            raise PolicyError(f"{source}: {key} ({NOT_YET[key]}) is not supported by this "
+                              "version of stageline; remove it until it is, so that no rule "
+                              "looks enforced that is not.")
+        if key not in KEYS:
+            raise PolicyError(f"{source}: unknown key {yamlsafe.show(key)}; the keys are "
+                              f"{', '.join(KEYS)}.")
     organization = doc.get("organization")
     if not isinstance(organization, str) or not organization.strip():
         raise PolicyError(f"{source}: organization must be a non-empty name.")
@@ -142,11 +164,45 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     if identity is not None:
         env_list = identity.get("env") if isinstance(identity, dict) else None
         identity_env = _env_names(env_list, "identity.env", source,
-                                  "GIT_* variables can come from the pushing client")
+                                  "the pushing client can set it")
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
                   identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
                   service_accounts=_service_accounts(doc.get("service_accounts"), members,
-                                                     source))
+                                                     source),
+                  approvals_required=_approvals_required(doc.get("promotion"), source))
+
+
+def _approvals_required(raw: Any, source: str) -> int:
+    """``promotion: {production: {approvals: {required: N}}}`` (default 1)."""
+    if raw is None:
+        return 1
+    shape = "promotion must be {production: {approvals: {required: N}}}"
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: {shape}.")
+    for target, spec in raw.items():
+        if target not in ("staging", "production") or not isinstance(spec, dict):
+            raise PolicyError(f"{source}: {shape}.")
+        for key, value in spec.items():
+            if key == "windows" and value in (None, []):
+                continue
+            if key == "windows":
+                raise PolicyError(f"{source}: promotion.{target}.windows (release and freeze "
+                                  "windows) is not supported by this version of stageline; "
+                                  "remove it until it is, so that no rule looks enforced "
+                                  "that is not.")
+            if key != "approvals" or target != "production":
+                raise PolicyError(f"{source}: promotion.{target} has unknown key "
+                                  f"{yamlsafe.show(key)}.")
+    approvals = raw.get("production", {}).get("approvals")
+    if approvals is None:
+        return 1
+    required = approvals.get("required") if isinstance(approvals, dict) else None
+    if not isinstance(approvals, dict) or set(approvals) != {"required"} or \
+            not isinstance(required, int) or isinstance(required, bool) or \
+            not 1 <= required <= 100:
+        raise PolicyError(f"{source}: promotion.production.approvals must be {{required: N}} "
+                          "with N from 1 to 100.")
+    return required
 
 
 def first_set(names: Sequence[str], env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -185,7 +241,7 @@ def _env_names(names: Any, key: str, source: str, why_not_git: str) -> tuple[str
     if (not isinstance(names, list) or not names
             or not all(isinstance(v, str) and ENV_NAME_RE.fullmatch(v) for v in names)):
         raise PolicyError(f"{source}: {key} must be a non-empty list of variable names.")
-    client_set = [v for v in names if v.upper().startswith("GIT_")]
+    client_set = [v for v in names if CLIENT_SET.match(v)]
     if client_set:
         raise PolicyError(f"{source}: {key} may not name {client_set[0]}: {why_not_git}.")
     return tuple(names)
@@ -232,6 +288,14 @@ def _members(raw: Any, source: str) -> dict[str, Member]:
                               "(a login name).")
         if not isinstance(spec, dict):
             raise PolicyError(f"{source}: member {member_id} must have name, email and roles.")
+        if "keys" in spec:
+            raise PolicyError(f"{source}: member {member_id}: keys (signed actions) are not "
+                              "supported by this version of stageline; remove them until they "
+                              "are, so that no rule looks enforced that is not.")
+        unknown = [k for k in spec if k not in MEMBER_KEYS]
+        if unknown:
+            raise PolicyError(f"{source}: member {member_id} has unknown key "
+                              f"{yamlsafe.show(unknown[0])}; the keys are name, email and roles.")
         email = spec.get("email")
         if not isinstance(email, str) or not EMAIL_RE.fullmatch(email.strip()):
             raise PolicyError(f"{source}: member {member_id} has no valid email.")

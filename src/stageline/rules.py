@@ -8,14 +8,12 @@ is written once.
 from __future__ import annotations
 
 import functools
-import json
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stageline import yamlsafe
+from stageline import approval, trailers, yamlsafe
+from stageline.approval import Approval
 from stageline.layout import (
     AGENT_DEPTH,
     APPROVALS,
@@ -25,11 +23,13 @@ from stageline.layout import (
     POLICY_FILE,
     REGULAR_MODES,
     TREE_MODE,
+    folded,
     is_agent_name,
     mode_name,
+    name_problem,
     stands_for,
 )
-from stageline.policy import MEMBER_ID_RE, Member, Policy
+from stageline.policy import Member, Policy
 
 EDIT_DEVELOPMENT = "edit-development"
 CREATE_AGENT = "create-agent"
@@ -70,20 +70,33 @@ DESCRIPTIONS = {
     ROLLBACK: "roll production back",
     EDIT_POLICY: "change stageline.yaml",
     EDIT_SETTINGS: "change settings/",
-    EDIT_CI: "change CI definitions",
+    EDIT_CI: "change CI definitions, shared hooks or repository settings (attributes, "
+             "code owners, mailmap, submodules)",
     EDIT_OTHER: "change files outside the environments",
     INIT: "create the organization",
     VIEW_ALL: "see every environment",
 }
 
-CI_DIRS = (".github", ".gitlab")
-CI_FILES = (".gitlab-ci.yml",)
+# CI definitions, shared client hooks and what git reads as settings of the repository:
+# whoever changes them decides what runs on the CI system and on members' machines, or
+# what a checkout contains. Org-admins', for every forge and tool we know of (the contract
+# names GitHub's and GitLab's; the others grant the same powers).
+CI_DIRS = (".github", ".gitlab", ".gitea", ".forgejo", ".circleci", ".buildkite",
+           ".woodpecker", ".githooks", ".husky", ".devcontainer")
+CI_FILES = (".gitlab-ci.yml", ".gitlab-ci.yaml", "Jenkinsfile", ".travis.yml",
+            "bitbucket-pipelines.yml", "azure-pipelines.yml", ".drone.yml", ".woodpecker.yml",
+            ".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml", ".lfsconfig",
+            ".gitmodules")
 # Files that change what git shows of the repository (attributes: filters and line endings
 # of a checkout; mailmap: the names ``git log`` prints) and who reviews what (CODEOWNERS):
 # org-admins' as CI definitions are. Attributes and CODEOWNERS count in any directory
 # outside environments/ (git and forges read them there too), the mailmap at the top.
 ADMIN_FILE_NAMES = (".gitattributes", "codeowners")
 ADMIN_TOP_FILES = (".mailmap",)
+# Nor may these be inside an agent directory, where any developer could write them and a
+# promotion would carry them to production: attributes (export-subst, filters, eol) change
+# what git archive and checkouts of production deliver after QA approved the blobs.
+NOT_IN_AGENTS = (".gitattributes", ".gitmodules", "codeowners")
 
 
 def allowed(member: Member, action: str) -> bool:
@@ -123,7 +136,7 @@ _RESERVED = (ENV_ROOT, APPROVALS, "settings", POLICY_FILE, *CI_DIRS, *CI_FILES,
 @functools.lru_cache(maxsize=4096)
 def _alias(top: str) -> str | None:
     """The reserved top-level name ``top`` may stand for without being it, or None."""
-    return next((r for r in _RESERVED if top != r and stands_for(top, r)), None)
+    return next((r for r in _RESERVED if top != r and stands_for(top, folded(r))), None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -141,6 +154,11 @@ def classify(path: str) -> Area:
             return Area("invalid", reason=f"{parts[0]!r} differs only in case from {alias!r}")
         return Area("invalid", reason=f"{yamlsafe.show(parts[0])} may stand for {alias!r} on "
                                       "some file systems")
+    judged = parts[0] in (ENV_ROOT, APPROVALS)
+    for i, part in enumerate(parts):
+        why = name_problem(part, strict=judged or i == 0)
+        if why:
+            return Area("invalid", reason=f"{why}, so it would not check out alike everywhere")
     if parts[0] == ENV_ROOT:
         if len(parts) < 4:
             return Area("invalid", reason=f"only agent directories may be under {ENV_ROOT}/ "
@@ -150,6 +168,11 @@ def classify(path: str) -> Area:
             return Area("invalid", reason=f"{env!r} is not an environment")
         if not is_agent_name(agent):
             return Area("invalid", reason=f"{agent!r} is not a valid agent name")
+        odd = next((p for p in parts[3:] for n in NOT_IN_AGENTS if stands_for(p, n)), None)
+        if odd is not None:
+            return Area("invalid", reason=f"{yamlsafe.show(odd)} has no place in an agent "
+                                          "directory: git and forges read it as a setting of "
+                                          "the repository")
         return Area("env", env=env, agent=agent)
     if parts[0] == APPROVALS:
         name = parts[1] if len(parts) == 2 else ""
@@ -193,102 +216,12 @@ def classify_directory(path: str, tree: str, empty_tree: str) -> Area | None:
     return None
 
 
-_HEX_RE = re.compile(r"[0-9a-f]+")
-# The text ``approval_text`` writes, when no value needs escaping: read without the YAML
-# parser (a push of 250 approvals spent 30 ms in it), with the value the parser gives
-# for it: quoted scalars of these characters are their own text, and ``passed`` has no
-# leading zero (octal in YAML 1.1) and fewer digits than any limit. Every part is
-# bounded, so the text stays far below the parser's size limit. Anything else,
-# including every hand-written variation, goes through the parser.
-_WRITTEN_APPROVAL = re.compile(
-    rb'agent: "([a-z0-9-]{1,100})"\nstaging_tree: "([0-9a-f]{1,100})"\n'
-    rb'marked_by: "([A-Za-z0-9._-]{1,100})"\nmarked_at: "([A-Za-z0-9:.+-]{0,100})"\n'
-    rb'tests: \{passed: (0|[1-9][0-9]{0,17}), failed: 0\}\n')
-
-
-@dataclass(frozen=True)
-class Approval:
-    agent: str
-    staging_tree: str
-    marked_by: str
-    marked_at: str
-    tests_passed: int | None = None
-
-
-def parse_approval(data: bytes, source: str) -> Approval | str:
-    """An approval record, or one sentence saying why it is not one.
-
-    Every field has the shape ``stageline mark-ready`` writes: an agent name, a
-    hexadecimal tree id, a member id, a timestamp (text, or a YAML timestamp written
-    unquoted) and ``tests: {passed: N, ...}``; anything else is refused here, so that no
-    other value (a line break in a name, a 5,000-digit number) reaches a message."""
-    written = _WRITTEN_APPROVAL.fullmatch(data)
-    if written:
-        agent, tree, marked_by, marked_at, passed = (v.decode() for v in written.groups())
-        doc: Any = {"agent": agent, "staging_tree": tree, "marked_by": marked_by,
-                    "marked_at": marked_at, "tests": {"passed": int(passed), "failed": 0}}
-    else:
-        try:
-            doc = yamlsafe.load(data, source)
-        except yamlsafe.YamlError as exc:
-            return str(exc)
-    if not isinstance(doc, dict):
-        return f"{source} must be a mapping"
-    fields = {}
-    for key, valid, what in (("agent", is_agent_name, "an agent name"),
-                             ("staging_tree", _HEX_RE.fullmatch, "a tree id"),
-                             ("marked_by", MEMBER_ID_RE.fullmatch, "a member id")):
-        value = doc.get(key)
-        if not isinstance(value, str) or not value:
-            return f"{source} has no {key}"
-        if not valid(value):
-            return f"{source}: {key} {yamlsafe.show(value)} is not {what}"
-        fields[key] = value
-    marked_at = doc.get("marked_at", "")
-    if isinstance(marked_at, date):  # datetime too: ``marked_at: 2026-11-28T14:00:00Z``
-        marked_at = marked_at.isoformat()
-    elif not isinstance(marked_at, str):
-        return f"{source}: marked_at {yamlsafe.show(marked_at)} is not a date and time"
-    tests = {} if doc.get("tests") is None else doc["tests"]
-    passed = tests.get("passed") if isinstance(tests, dict) else None
-    if not isinstance(tests, dict) or not (passed is None or (
-            isinstance(passed, int) and not isinstance(passed, bool) and passed >= 0)):
-        return f"{source}: tests must be {{passed: N, failed: N}} with whole numbers"
-    return Approval(fields["agent"], fields["staging_tree"], fields["marked_by"], marked_at,
-                    passed)
-
-
-def approval_problem(approval: Approval | str | None, agent: str, staging_tree: str | None) -> \
-        str | None:
-    """Why ``approval`` does not make ``agent``'s staging tree Ready for Production, or None."""
-    if approval is None:
-        return f"{agent} has not been marked Ready for Production"
-    if isinstance(approval, str):
-        return approval
-    if approval.agent != agent:
-        return f"the approval of {agent} names another agent ({approval.agent})"
-    if staging_tree is None:
-        return f"{agent} is not in staging"
-    if approval.staging_tree != staging_tree:
-        return (f"the approval of {agent} is for an older staging tree "
-                f"({approval.staging_tree[:12]}), not the current {staging_tree[:12]}")
-    return None
-
-
-def approval_text(agent: str, staging_tree: str, marked_by: str, marked_at: str,
-                  passed: int = 0) -> str:
-    # Quoted: ids such as 2024, yes or null must stay text when read back.
-    q = json.dumps
-    return (f"agent: {q(agent)}\nstaging_tree: {q(staging_tree)}\nmarked_by: {q(marked_by)}\n"
-            f"marked_at: {q(marked_at)}\ntests: {{passed: {passed}, failed: 0}}\n")
-
-
 # -- judging pushed commits (the server's rules, §7) ------------------------------
 
-ACTION_TRAILER = "Stageline-Action"
-AGENT_TRAILER = "Stageline-Agent"
-ACTOR_TRAILER = "Stageline-Actor"
-RESTORES_TRAILER = "Stageline-Restores"
+ACTION_TRAILER = trailers.ACTION
+AGENT_TRAILER = trailers.AGENT
+ACTOR_TRAILER = trailers.ACTOR
+RESTORES_TRAILER = trailers.RESTORES
 
 
 @dataclass(frozen=True)
@@ -348,6 +281,12 @@ class CommitFacts:
     trees: dict[tuple[str, str], str | None]
     approvals: dict[str, Approval | str | None]
     policy_blob: bytes | None = None
+    # the record at the first parent, for each agent whose record the commit changes
+    previous_approvals: dict[str, Approval | str | None] = field(default_factory=dict)
+    # (path, what it looks like) for each changed file under environments/ or settings/
+    # holding a secret by validation's patterns
+    secrets: tuple[tuple[str, str], ...] = ()
+    branch: str = ""  # the branch the commit enters, as refs/heads/<name>
     restored: dict[str, str | None] | None = None
     restore_problem: str | None = None
     # (path or None, why): objects git's own tools read in more than one way (fsck.py)
@@ -434,8 +373,11 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
             area = classify(change.path)
         deleted = change.new_mode == DELETED_MODE
         if area.kind == "invalid":
-            bad(change.path, area.reason or "this path is not allowed",
-                "keep files inside environments/<environment>/<agent>/ or outside environments/")
+            top = change.path.split("/", 1)[0]
+            fix = {ENV_ROOT: "keep files inside environments/<environment>/<agent>/",
+                   APPROVALS: "approvals/ holds what 'stageline mark-ready' writes"
+                   }.get(top, "rename it")
+            bad(change.path, area.reason or "this path is not allowed", fix)
             continue
         if area.kind in ("env", "approval") and not deleted and change.new_mode not in \
                 REGULAR_MODES and change.new_mode != TREE_MODE:
@@ -457,17 +399,20 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
                 bad(change.path, "a merge commit may not change approvals",
                     "QA marks ready in a linear commit with 'stageline mark-ready'")
                 continue
-            if not deleted:
-                needed[change.path] = MARK_READY
+            if not deleted or area.agent not in facts.agents.get("staging", ()):
+                needed[change.path] = MARK_READY  # a mark, or a mark withdrawn
         elif area.kind == "policy":
             needed[change.path] = EDIT_POLICY
             if deleted:
                 bad(change.path, "stageline.yaml may not be deleted", "keep the policy")
+            elif change.new_mode not in REGULAR_MODES:
+                bad(change.path, f"stageline.yaml is {mode_name(change.new_mode)}; the policy "
+                                 "is a regular file", "keep stageline.yaml a file")
             elif facts.policy_blob is not None:
-                problem = _policy_problem(facts.policy_blob)
+                problem = _policy_problem(facts.policy_blob, facts.branch)
                 if problem:
-                    bad(change.path, f"the new policy is invalid ({problem})",
-                        "push a valid stageline.yaml")
+                    bad(change.path, problem, "push a valid stageline.yaml that keeps "
+                                              "protecting the branch")
         else:
             needed[change.path] = {"settings": EDIT_SETTINGS, "ci": EDIT_CI}.get(area.kind,
                                                                                   EDIT_OTHER)
@@ -487,8 +432,24 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
             _judge_production(facts, agent, author, pusher, policy, bad)
         for agent in sorted(agents.get("approval", ())):
             _judge_approval(facts, agent, author, pusher, agents, bad)
+    for path, label in facts.secrets:
+        bad(path, f"this looks like {label}, and a secret pushed once stays in the history",
+            "take it out of the commit before pushing, rotate it, and refer to it as "
+            "{secret: NAME} or ${settings.NAME}")
     _judge_trailers(facts, author, bad)
-    return out
+    return _merged(out)
+
+
+def _merged(violations: list[Violation]) -> list[Violation]:
+    """One line per rule broken: the same rule, broken by many paths of one commit (every
+    file of an agent directory a developer may not change, every file under a misnamed
+    directory), is one violation naming the first path and how many more."""
+    paths: dict[tuple[str | None, str, str], list[str | None]] = {}
+    for v in violations:
+        paths.setdefault((v.commit, v.rule, v.fix), []).append(v.path)
+    return [Violation(commit, found[0], rule if len(found) == 1 else
+                      f"{rule} (and {len(found) - 1} more path{'s' if len(found) > 2 else ''})",
+                      fix) for (commit, rule, fix), found in paths.items()]
 
 
 def _directory_area(change: ChangedPath, empty_tree: str) -> Area | None:
@@ -502,13 +463,19 @@ def _directory_area(change: ChangedPath, empty_tree: str) -> Area | None:
     return None
 
 
-def _policy_problem(blob: bytes) -> str | None:
+def _policy_problem(blob: bytes, branch: str) -> str | None:
+    """Why a pushed policy may not replace the one of ``branch``: it is invalid, or it no
+    longer protects the branch it is pushed to (protection is a ratchet: no push, an
+    org-admin's included, switches the gate off for the branch it enters)."""
     from stageline.policy import PolicyError, parse_policy
 
     try:
-        parse_policy(blob)
+        policy = parse_policy(blob)
     except PolicyError as exc:
-        return exc.message.rstrip(".")
+        return f"the new policy is invalid ({exc.message.rstrip('.')})"
+    if branch and not policy.is_protected(branch):
+        return (f"the new policy stops protecting {branch.removeprefix('refs/heads/')}, the "
+                "branch it is pushed to; protection is not withdrawn by a push")
     return None
 
 
@@ -527,10 +494,13 @@ def _judge_production(facts: CommitFacts, agent: str, author: Member, pusher: Me
     path = f"{ENV_ROOT}/production/{agent}"
     production = facts.trees.get(("production", agent))
     if facts.trailers.get(RESTORES_TRAILER):
+        # (a state without the agent is one too: an org-admin may take an agent out of
+        # production alone, keeping staging approved; faq.md)
+        restored = (facts.restored or {}).get(agent)
         if facts.restore_problem:
             bad(path, facts.restore_problem, f"run 'stageline rollback {agent} --to REV' with an "
                 "earlier commit of this branch")
-        elif (facts.restored or {}).get(agent) != production:
+        elif restored != production:
             bad(path, "the rollback does not restore production as it was at the "
                       f"{RESTORES_TRAILER} commit",
                 f"run 'stageline rollback {agent} --to REV'")
@@ -542,49 +512,76 @@ def _judge_production(facts: CommitFacts, agent: str, author: Member, pusher: Me
         return
     if production is None:
         return  # retired: staging and production both removed
-    approval = facts.approvals.get(agent)
-    problem = approval_problem(approval, agent, staging)
+    record = facts.approvals.get(agent)
+    problem = approval.problem(record, agent, staging)
+    if problem is None and isinstance(record, Approval):
+        problem = approval.shortfall(record, policy.approvals_required,
+                                     lambda member_id: _holds(policy, member_id, "qa"))
     if problem:
         bad(path, f"{problem}, so it may not go to production",
             f"QA runs 'stageline mark-ready {agent}', then 'stageline promote {agent} "
             "--to production'")
         return
-    assert isinstance(approval, Approval)
+    assert isinstance(record, Approval)
     if policy.separation_of_duties:
         for person in (author, pusher):
-            if person is not None and person.id == approval.marked_by:
+            if person is not None and person.id in record.markers:
                 bad(path, f"{person.id} marked this staging tree ready and may not also push it "
                           "to production (separation of duties)",
-                    "another org-admin pushes it")
+                    "an org-admin who did not mark it pushes it")
                 return
+
+
+def _holds(policy: Policy, member_id: str, role: str) -> bool:
+    member = policy.member(member_id)
+    return member is not None and member.has(role)
 
 
 def _judge_approval(facts: CommitFacts, agent: str, author: Member, pusher: Member | None,
                     agents: dict[str, set[str]], bad: Any) -> None:
+    """A commit to approvals/<agent>.yaml adds its author's own mark to the record of the
+    staging tree of the same commit, or starts a new record holding only that mark;
+    deletes the record in a promotion to staging; or withdraws its author's own mark."""
     path = f"{APPROVALS}/{agent}.yaml"
-    approval = facts.approvals.get(agent)
-    if approval is None:
-        if agent not in agents.get("staging", ()):
-            bad(path, "an approval may be deleted only by a promotion to staging",
-                f"run 'stageline promote {agent} --to staging'")
-        return
-    if isinstance(approval, str):
-        bad(path, f"the approval is invalid ({approval})", f"QA runs 'stageline mark-ready {agent}'")
-        return
-    if approval.agent != agent:
-        bad(path, f"the approval names another agent ({approval.agent})",
-            f"QA runs 'stageline mark-ready {agent}'")
-    if approval.marked_by != author.id:
-        bad(path, f"the approval says it was marked by {approval.marked_by}, but its author is "
-                  f"{author.id}", f"QA runs 'stageline mark-ready {agent}' themself")
-    elif pusher is not None and approval.marked_by != pusher.id:
+    record = facts.approvals.get(agent)
+    before = facts.previous_approvals.get(agent)
+    marks = before.marks if isinstance(before, Approval) and before.agent == agent else ()
+    if pusher is not None and pusher.id != author.id:
         # The author email is the committer's word; the pusher is the server's. Without this,
         # a member could approve in a colleague's name and then ship it themself.
-        bad(path, f"the approval marked by {approval.marked_by} is pushed by {pusher.id}",
-            f"{approval.marked_by} pushes their own approval")
-    if approval.staging_tree != facts.trees.get(("staging", agent)):
+        bad(path, f"an approval authored by {author.id} is pushed by {pusher.id}",
+            f"{author.id} pushes their own approval")
+    if record is None:
+        if agent in agents.get("staging", ()):
+            return  # a promotion to staging starts the approval over
+        if tuple(m.by for m in marks) == (author.id,):
+            return  # its only marker withdraws their mark
+        bad(path, "an approval may be deleted only by a promotion to staging, or withdrawn "
+                  "by the QA member whose mark it alone holds",
+            f"a developer runs 'stageline promote {agent} --to staging', or that QA member "
+            f"runs 'stageline mark-ready {agent} --withdraw'")
+        return
+    if isinstance(record, str):
+        bad(path, f"the approval is invalid ({record})", f"QA runs 'stageline mark-ready {agent}'")
+        return
+    if record.agent != agent:
+        bad(path, f"the approval names another agent ({record.agent})",
+            f"QA runs 'stageline mark-ready {agent}'")
+        return
+    if record.staging_tree != facts.trees.get(("staging", agent)):
         bad(path, "the approval is not for the staging tree of the same commit",
             f"QA runs 'stageline mark-ready {agent}' on the current staging")
+        return
+    earlier = marks if isinstance(before, Approval) and \
+        before.staging_tree == record.staging_tree else ()
+    added = record.marks[:-1] == earlier and record.marked_by == author.id
+    mine = author.id in (m.by for m in earlier)
+    withdrawn = mine and record.marks == tuple(m for m in earlier if m.by != author.id)
+    kept = mine and record.marks == earlier  # other keys of a record one marked (notes)
+    if not (added or withdrawn or kept):
+        bad(path, f"the approval must add {author.id}'s own mark to the marks of the same "
+                  "staging tree, left as they were (or start a new record holding only it)",
+            f"QA runs 'stageline mark-ready {agent}' themself")
 
 
 _ACTION_AREAS = {

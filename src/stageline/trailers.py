@@ -23,22 +23,23 @@ def block(action: str, agent: str | None, actor: str,
     return "\n".join(f"{key}: {value}" for key, value in lines.items())
 
 
-def parse(message: str) -> dict[str, str]:
-    """The ``Key: value`` trailers of the last paragraph of a commit message.
-
-    Only ``Stageline-*`` keys matter to us; a key given twice keeps both values
-    joined by a newline so that a duplicate claim cannot hide behind another.
-    """
-    if ":" not in message:
-        return {}
-    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) < 2:
-        return {}
+def read(lines: str) -> dict[str, str]:
+    """The trailers git found in a commit message, from ``%(trailers:only,unfold)``: one
+    ``Key: value`` per line. git decides what a trailer is (the last paragraph, blank
+    lines that hold only spaces, its separators): what the hook judges is what ``git log``
+    and ``git interpret-trailers`` show. Keys compare as git compares them, without case;
+    a key given twice keeps both values joined by a line feed, so that a duplicate claim
+    cannot hide behind another."""
     found: dict[str, str] = {}
-    for line in paragraphs[-1].split("\n"):
+    for line in lines.split("\n"):
         key, sep, value = line.partition(":")
+        key = key.strip()
         if not sep or not _KEY_RE.fullmatch(key):
             continue
+        key = _CANONICAL.get(key.lower(), key)
         value = value.strip()
         found[key] = f"{found[key]}\n{value}" if key in found else value
     return found
+
+
+_CANONICAL = {name.lower(): name for name in (ACTION, AGENT, ACTOR, RESTORES)}

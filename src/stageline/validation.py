@@ -55,6 +55,24 @@ SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"),
 REFERENCE_VALUE_RE = re.compile(r"^(\$\{settings\.[A-Za-z_][A-Za-z0-9_]*\}|(vault|env)://\S+)$")
 
 
+def secrets_in(data: bytes, limit: int | None = None) -> Iterator[tuple[str, int | None]]:
+    """What in a file looks like a secret, by ``SECRET_PATTERNS``: ``(label, line)``.
+
+    Text with a UTF-16 byte order mark is read as UTF-16. With ``limit`` (validation),
+    files larger than it, and binary files, are not scanned; without (the hook), every
+    file is, whatever it holds."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text = data.decode("utf-16", "replace")
+    elif limit is not None and (len(data) > limit or b"\0" in data[:8192]):
+        return
+    else:
+        text = data.decode("utf-8", "replace")
+    for label, pattern in SECRET_PATTERNS:
+        starts = (match.start() for match in pattern.finditer(text))
+        for line in yamlsafe.line_numbers(text, starts):
+            yield label, line
+
+
 @dataclass(frozen=True)
 class Finding:
     severity: str  # error | warning
@@ -287,15 +305,13 @@ class _Checker:
             if mode not in REGULAR_MODES:
                 continue
             data = self.read(path)
+            for label, line in secrets_in(data, MAX_SCAN_BYTES):
+                self.secret(path, line,
+                            f"this looks like {label}; keep secrets out of the repository "
+                            "and refer to them ({secret: NAME} or ${settings.NAME})")
             if len(data) > MAX_SCAN_BYTES or b"\0" in data[:8192]:
                 continue
             text = data.decode("utf-8", "replace")
-            for label, pattern in SECRET_PATTERNS:
-                starts = (match.start() for match in pattern.finditer(text))
-                for line in yamlsafe.line_numbers(text, starts):
-                    self.secret(path, line,
-                                f"this looks like {label}; keep secrets out of the repository "
-                                "and refer to them ({secret: NAME} or ${settings.NAME})")
             if path.endswith((".yaml", ".yml")):
                 self.scan_keys(path, data)
             for name, line in references(text):

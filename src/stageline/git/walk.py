@@ -25,10 +25,11 @@ from stageline.git.process import in_parallel
 
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # One commit as git reads it: id, tree, parents, author name, email, date ("<seconds> <tz>"
-# with --date=raw) and message, each ended by a NUL (git stops a message at a NUL of its
-# own, so none falls inside a field); a line feed ends each record.
-_COMMIT_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%ad%x00%B%x00"
-_COMMIT_FIELDS = 7
+# with --date=raw), message and the trailers git finds in it, each ended by a NUL (git
+# stops a message at a NUL of its own, so none falls inside a field); a line feed ends
+# each record.
+_COMMIT_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%ad%x00%B%x00%(trailers:only,unfold)%x00"
+_COMMIT_FIELDS = 8
 
 
 class Change(NamedTuple):
@@ -56,19 +57,20 @@ class CommitInfo:
     author_tz: str
     message: str
     changes: tuple[Change, ...] = field(default=())
+    trailer_lines: str = ""  # the trailers git found in the message (git's own parse)
 
     @cached_property
     def trailers(self) -> dict[str, str]:
-        """The message's ``Stageline-*`` claims (``trailers.parse``), read once."""
-        return trailers.parse(self.message)
+        """The message's trailers as git reads them (``trailers.read``), read once."""
+        return trailers.read(self.trailer_lines)
 
 
 def _commit(fields: tuple[str, ...], changes: Sequence[Change]) -> CommitInfo:
-    oid, tree, parents, name, email, date, message = fields
+    oid, tree, parents, name, email, date, message, trailer_lines = fields
     seconds, _, tz = date.partition(" ")
     return CommitInfo(oid, tree, tuple(parents.split()), name, email,
                       int(seconds) if seconds.isdigit() else 0, tz or "+0000", message,
-                      tuple(changes))
+                      tuple(changes), trailer_lines)
 
 
 @cache
