@@ -614,3 +614,33 @@ def test_a_branch_must_point_at_a_commit(clone: Path, server: Path) -> None:
     err = rejected(clone, server, "alice", "main must point at a commit, not a tag",
                    f"{tag}:refs/heads/main")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("fault", ["duplicate", "unsorted", "mode"])
+def test_a_large_directory_is_checked_in_every_version(clone: Path, server: Path,
+                                                       fault: str) -> None:
+    """A directory of many agents is checked whole once per push, then each next version
+    against the one before (fsck.TreeIndex): a fault in the third version of a push of
+    three is still found."""
+    dev = git(clone, "rev-parse", "HEAD:environments/development")
+    agent = git(clone, "rev-parse", f"HEAD:{DEV}")
+    items = [("40000", f"agent-{i:04}", agent) for i in range(400)]
+    base = git(clone, "rev-parse", "HEAD^{tree}")
+    first = with_entry(clone, base, "environments/development", "40000",
+                       write_tree(clone, [*entries(clone, dev), *items]))
+    one = commit(clone, first, "alice", "Many agents", "HEAD")
+    second_dir = write_tree(clone, [*entries(clone, dev), *items[:-1]])
+    two = commit(clone, with_entry(clone, base, "environments/development", "40000",
+                                   second_dir), "alice", "One fewer", one)
+    listed = [*entries(clone, dev), *items[:-2]]
+    if fault == "duplicate":
+        bad = write_tree(clone, [*listed, items[5]])
+    elif fault == "unsorted":
+        bad = write_tree(clone, [items[7], *listed], sort=False)
+    else:
+        bad = write_tree(clone, [*listed[:-1], ("040000", *listed[-1][1:])])
+    three = commit(clone, with_entry(clone, base, "environments/development", "40000", bad),
+                   "alice", "Faulty", two)
+    update_branch(clone, three)
+    git(server, "config", "receive.fsckObjects", "false")
+    rejected(clone, server, "alice", "the commit's tree is malformed")

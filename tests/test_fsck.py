@@ -289,3 +289,43 @@ def test_a_signed_merge_with_an_encoding_is_well_formed(base: dict[str, str]) ->
             " -----END SSH SIGNATURE-----\n\nMerge\n").encode()
     assert fsck.commit_problem(data) is None
     assert git_fsck(base, "commit", data)[1]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["a", "a-b", "a.b", "ab", "b", "z", "a0", "A"]), unique=True,
+                max_size=6),
+       st.lists(st.tuples(st.sampled_from(["a", "a-b", "a.b", "b", "c", "a0"]),
+                          st.sampled_from(["100644", "40000", None])), max_size=4))
+def test_a_tree_index_changed_is_the_tree_git_writes(base: dict[str, str], names: list[str],
+                                                     changes: list[tuple[str, str | None]]
+                                                     ) -> None:
+    """fsck.TreeIndex builds the next version of a checked tree from the changes a diff
+    reports; what it builds is byte for byte what git's mktree writes for the same
+    entries (which is how the hook proves a new version canonical without checking every
+    entry again)."""
+    repo = Path(base["repo"])
+    entries = {n: ("100644", base["blob"]) for n in names}
+    tree = subprocess.run(["git", "mktree"], cwd=repo, capture_output=True, check=True,
+                          input="".join(f"{m} {'tree' if m == '40000' else 'blob'} {o}\t{n}\n"
+                                        for n, (m, o) in entries.items()).encode()
+                          ).stdout.decode().strip()
+    data = subprocess.run(["git", "cat-file", "tree", tree], cwd=repo, capture_output=True,
+                          check=True).stdout
+    index = fsck.TreeIndex.of(data, 20)
+    assert index.data() == data
+    for name, mode in changes:
+        entries.pop(name, None)
+        if mode is not None:
+            entries[name] = (mode, base["tree"] if mode == "40000" else base["blob"])
+    step = index.changed([(n.encode(), m.encode() if m else None,
+                           bytes.fromhex(base["tree"] if m == "40000" else base["blob"]))
+                          for n, m in changes])
+    assert step is not None
+    want = subprocess.run(["git", "mktree"], cwd=repo, capture_output=True, check=True,
+                          input="".join(f"{'040000' if m == '40000' else m} "
+                                        f"{'tree' if m == '40000' else 'blob'} {o}\t{n}\n"
+                                        for n, (m, o) in entries.items()).encode()
+                          ).stdout.decode().strip()
+    written = subprocess.run(["git", "cat-file", "tree", want], cwd=repo, capture_output=True,
+                             check=True).stdout
+    assert step.data() == written

@@ -29,7 +29,6 @@ from stageline.git.objects import is_null_oid, looks_like_oid, short_ref
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
 from stageline.layout import (
-    APPROVALS,
     DELETED_MODE,
     ENV_ROOT,
     GITLINK_MODE,
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
 
 MAX_LINES_SHOWN = 25
 SCANNED = ("environments/", "settings/")  # where a pushed file may hold no secret
+INDEXED_TREE = 8192  # bytes from which a tree's next version is checked against it
 # A ref name holds no ASCII control character or space, but may hold any other character,
 # Unicode spaces and line breaks (NBSP, NEL, U+2028) included.
 _LINE_RE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ([^\x00-\x20\x7f]+)")
@@ -404,37 +404,33 @@ class Enforcer:
         does not have (``diff-tree -t`` lists them), and any entry whose object is not of
         the kind its mode says (a "file" that is a directory). Each object is read once."""
         trees: dict[str, None] = {}
-        judged: set[str] = set()  # trees under environments/ and approvals/
+        # trees inside agent directories, whose names are free (environments/, an
+        # environment's directory and approvals/ hold validated lowercase names only)
+        judged: set[str] = set()
         files: dict[str, None] = {}
         for c in commits:
             trees[c.tree] = None
             for ch in c.changes:
                 if ch.new_mode == TREE_MODE:
                     trees[ch.new_oid] = None
-                    if ch.path.split("/", 1)[0] in (ENV_ROOT, APPROVALS):
+                    if ch.path.startswith(f"{ENV_ROOT}/") and ch.path.count("/") >= 2:
                         judged.add(ch.new_oid)
                 elif ch.new_mode not in (DELETED_MODE, GITLINK_MODE):
                     files[ch.new_oid] = None
         oids = [c.oid for c in commits]
         problems: dict[str, str] = {}
-        raw_len = self.store.hexlen // 2
+        tree_data: dict[str, bytes] = {}
         for oid, obj in zip([*oids, *trees], self.store.objects([*oids, *trees]), strict=True):
             if obj is None:
                 problems[oid] = "it cannot be read"
             elif oid in trees:
-                why = fsck.tree_problem(obj[2], raw_len) if obj[1] == "tree" else \
-                    f"its mode says a directory, but it is a {obj[1]}"
-                if why is None and oid in judged:
-                    names = [n.decode("utf-8", "surrogateescape")
-                             for _m, n, _r in fsck.entries(obj[2], raw_len) or []]
-                    pair = collision(names)
-                    why = pair and (f"{pair[0]!r} and {pair[1]!r} are one file on "
-                                    "case-insensitive or normalising file systems (Windows, "
-                                    "macOS), so a checkout there keeps only one of them")
-                if why:
-                    problems[oid] = why
+                if obj[1] == "tree":
+                    tree_data[oid] = obj[2]
+                else:
+                    problems[oid] = f"its mode says a directory, but it is a {obj[1]}"
             elif why := (fsck.commit_problem(obj[2]) if obj[1] == "commit" else "not a commit"):
                 problems[oid] = why
+        problems.update(self._tree_problems(commits, tree_data, judged))
         for oid, info in zip(files, self.store.objects_info(list(files)), strict=True):
             if info is None or info[1] != "blob":
                 problems[oid] = "its mode says a file, but it is " + \
@@ -454,6 +450,51 @@ class Enforcer:
             if found:
                 result[c.oid] = tuple(found)
         return result
+
+    def _tree_problems(self, commits: Sequence[CommitInfo], data: Mapping[str, bytes],
+                       judged: set[str]) -> dict[str, str]:
+        """Each new tree checked by fsck's rules, once. A large directory whose previous
+        version was checked in this push (an environment's directory of thousands of
+        agents, changed by commit after commit) is checked by building what it must be from
+        that version and the entries the diff says changed, and comparing bytes
+        (``fsck.TreeIndex``); only when they differ, or the first time, is it checked whole.
+        Trees inside agent directories are also checked for names that are one file on
+        another file system."""
+        raw_len = self.store.hexlen // 2
+        verdicts: dict[str, str | None] = {}
+        latest: dict[str, tuple[str, fsck.TreeIndex]] = {}
+        for c in reversed(commits):  # oldest first, as a rule: each version builds on one
+            below: dict[str, list[tuple[bytes, bytes | None, bytes]]] = {}
+            for ch in c.changes:
+                parent, _, name = ch.path.rpartition("/")
+                below.setdefault(parent, []).append(
+                    (name.encode("utf-8", "surrogateescape"),
+                     None if ch.new_mode == DELETED_MODE else ch.new_mode.lstrip("0").encode(),
+                     bytes.fromhex(ch.new_oid)))
+            for oid, path, old in [(c.tree, "", None), *((ch.new_oid, ch.path, ch.old_oid)
+                                                         for ch in c.changes
+                                                         if ch.new_mode == TREE_MODE)]:
+                if oid in verdicts or oid not in data:
+                    continue
+                tree = data[oid]
+                index = None
+                base = latest.get(path)
+                if base is not None and base[0] == old:
+                    index = base[1].changed(below.get(path, []))
+                    if index is not None and index.data() != tree:
+                        index = None
+                why = None if index is not None else fsck.tree_problem(tree, raw_len)
+                if why is None and oid in judged:
+                    names = [n.decode("utf-8", "surrogateescape")
+                             for _m, n, _r in fsck.entries(tree, raw_len) or []]
+                    pair = collision(names)
+                    why = pair and (f"{pair[0]!r} and {pair[1]!r} are one file on "
+                                    "case-insensitive or normalising file systems (Windows, "
+                                    "macOS), so a checkout there keeps only one of them")
+                verdicts[oid] = why
+                if why is None and len(tree) >= INDEXED_TREE:
+                    latest[path] = (oid, index or fsck.TreeIndex.of(tree, raw_len))
+        return {oid: why for oid, why in verdicts.items() if why}
 
     def _facts(self, commits: Sequence[CommitInfo], tip: str,
                malformed: Mapping[str, tuple[tuple[str | None, str], ...]], branch: str

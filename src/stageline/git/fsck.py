@@ -19,6 +19,7 @@ whether an object is one git writes itself.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 
@@ -34,6 +35,8 @@ _CANONICAL = {n: re.compile(rb"(?:(?:100644|100755|120000|160000|40000) [^\0]*+\
 _ANY_MODE = {n: re.compile(rb"([0-7]{1,7}) ([^\0]*+)\0(.{%d})" % n, re.DOTALL) for n in (20, 32)}
 _NAMES = {n: re.compile(rb"(4)?0*[0-7]+ ([^\0]*+)\0.{%d}" % n, re.DOTALL) for n in (20, 32)}
 _IDENT = re.compile(rb"[^<>\n]* <[^<>\n]*> (?:0|[1-9][0-9]{0,17}) [+-][0-9]{4}")
+_SPANS = {n: re.compile(rb"(4)?0*[0-7]+ ([^\0]*+)\0.{%d}" % n, re.DOTALL) for n in (20, 32)}
+
 
 def entries(data: bytes, raw_len: int) -> list[tuple[bytes, bytes, bytes]] | None:
     """A tree's entries as written, ``(mode, name, raw id)``, or None when the bytes are
@@ -65,8 +68,7 @@ def tree_problem(data: bytes, raw_len: int) -> str | None:
     if b"\0." in joined or b"\0\0" in joined or b"~" in joined or b"/" in joined \
             or not joined.isascii():
         for name in names:
-            if not name or name in (b".", b"..") or b"/" in name or \
-                    stands_for(name.decode("utf-8", "replace"), ".git"):
+            if name_refused(name):
                 return f"{_show(name)} is a name git refuses in a tree"
     # A name's NUL and a null id make a run no other entry has (a mode starts with a digit).
     if b"\0" * (raw_len + 1) in data:
@@ -82,6 +84,56 @@ def tree_problem(data: bytes, raw_len: int) -> str | None:
                 return f"its entries are not in git's order at {_show(name)}"
             seen.add(name)
     return None
+
+
+def name_refused(name: bytes) -> bool:
+    """An entry name git refuses (fsck), or that a checkout may read as ``.git``."""
+    return not name or name in (b".", b"..") or b"/" in name or \
+        stands_for(name.decode("utf-8", "replace"), ".git")
+
+
+class TreeIndex:
+    """A tree known to be one git writes, kept as its entries in git's order, so that the
+    next version of the same directory (one entry changed in a directory of 10,000
+    agents) is checked by building what it must be and comparing bytes, instead of
+    checking every entry again: if a canonical tree with the changes a diff reports is
+    byte for byte the new tree, the new tree is canonical. A mismatch proves nothing
+    either way; the caller then checks the new tree whole (``tree_problem``)."""
+
+    def __init__(self, keys: list[bytes], chunks: list[bytes]) -> None:
+        self.keys = keys  # git's sort key of each entry: its name, "/" after a directory's
+        self.chunks = chunks  # each entry's bytes
+
+    @classmethod
+    def of(cls, data: bytes, raw_len: int) -> TreeIndex:
+        """The index of a tree ``tree_problem`` found canonical."""
+        keys, chunks = [], []
+        for match in _SPANS[raw_len].finditer(data):
+            keys.append(match.group(2) + b"/" if match.group(1) else match.group(2))
+            chunks.append(match.group(0))
+        return cls(keys, chunks)
+
+    def changed(self, changes: list[tuple[bytes, bytes | None, bytes]]) -> TreeIndex | None:
+        """This tree with each ``(name, mode, raw id)`` set (mode None: removed), or None
+        when a change is not one git writes (a name it refuses, a null id)."""
+        keys, chunks = self.keys.copy(), self.chunks.copy()
+        for name, mode, raw in changes:
+            for key in (name, name + b"/"):
+                i = bisect.bisect_left(keys, key)
+                if i < len(keys) and keys[i] == key:
+                    del keys[i], chunks[i]
+            if mode is None:
+                continue
+            if mode not in TREE_MODES or name_refused(name) or not raw.strip(b"\0"):
+                return None
+            key = name + b"/" if mode == b"40000" else name
+            i = bisect.bisect_left(keys, key)
+            keys.insert(i, key)
+            chunks.insert(i, mode + b" " + name + b"\0" + raw)
+        return TreeIndex(keys, chunks)
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 def _unreadable(data: bytes, raw_len: int) -> str:
