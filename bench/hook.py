@@ -53,7 +53,7 @@ def time_in_process(repo: Path, old: str, new: str, runs: int) -> float:
     import contextlib
     import io
 
-    from stageline.hook import pre_receive
+    from stageline.server.hooks import pre_receive
 
     env = dict(os.environ, REMOTE_USER="sam")
     line = f"{old} {new} refs/heads/main\n".encode()

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import commit_all, git, sl
 
-from stageline.actions import open_workspace, promote
+from stageline.actions import promote
 from stageline.errors import BLOCKED, OK, StagelineError
+from stageline.workspace import open_workspace
 
 STG = "environments/staging/support-bot"
 DEV = "environments/development/support-bot"

@@ -27,17 +27,18 @@ from conftest import RESOURCES, Result, commit_all, git, make_org, sl, tree_file
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stageline import rules, yamlsafe
+from stageline import yamlsafe
 from stageline.actions import import_organization
-from stageline.errors import BLOCKED, CHECK_FAILED, OK, REPOSITORY, USAGE, UsageError
-from stageline.git.store import Store
-from stageline.hook import parse_updates, pre_receive
-from stageline.layout import ENVIRONMENTS, is_agent_name
-from stageline.policy import MEMBER_ID_RE, ROLES, Policy, PolicyError, is_branch_name, parse_policy
 from stageline.approval import Approval, Mark
 from stageline.approval import parse as parse_approval
 from stageline.approval import text as approval_text
+from stageline.errors import BLOCKED, CHECK_FAILED, OK, REPOSITORY, USAGE, UsageError
+from stageline.git.store import Store
+from stageline.layout import ENVIRONMENTS, is_agent_name
+from stageline.policy import MEMBER_ID_RE, ROLES, Policy, PolicyError, is_branch_name, parse_policy
 from stageline.rules import classify
+from stageline.server.hooks import pre_receive
+from stageline.server.judge import parse_updates
 from stageline.validation import MAX_SCAN_BYTES, Finding, validate
 
 DEV = "environments/development/support-bot"

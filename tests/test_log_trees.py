@@ -9,10 +9,10 @@ from pathlib import Path
 from conftest import commit_all, git, sl
 
 from stageline import rules
-from stageline.actions import open_workspace
 from stageline.errors import OK
 from stageline.history import AUDITED, _events
 from stageline.layout import AGENT_DEPTH
+from stageline.workspace import open_workspace
 
 DEV = "environments/development/support-bot"
 WHERE = {"promote-to-staging": "staging", "mark-ready": "staging",

@@ -271,8 +271,9 @@ def test_detached_head_is_refused(org: Path) -> None:
 def test_promotion_cost_does_not_read_other_agents(tmp_path: Path) -> None:
     """Promotion reads only the trees on its path: other agents' trees are never listed."""
     repo = make_org(tmp_path / "org")
-    from stageline.actions import open_workspace, promote
+    from stageline.actions import promote
     from stageline.git.store import Store
+    from stageline.workspace import open_workspace
 
     read: list[str] = []
     original = Store.read_tree

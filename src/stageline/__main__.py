@@ -14,7 +14,7 @@ VERSION_TEXT = "stageline, version {}"  # click's version_option, as `stageline 
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["hook"] and args[1:2] in (["pre-receive"], ["post-receive"]):
-        from stageline.hook import main as hook_main
+        from stageline.server.hooks import main as hook_main
 
         sys.exit(hook_main(args[1], args[2:]))
     if args == ["--version"]:

@@ -32,29 +32,13 @@ from stageline.layout import (
     check_env,
     env_dir,
 )
-from stageline.policy import Member, Policy, PolicyError, first_set, parse_policy
+from stageline.policy import Member, PolicyError, parse_policy
 from stageline.settings import parse_settings, settings_path
 from stageline.validation import Finding, errors, validate
+from stageline.workspace import Workspace, on_branch
 
 if TYPE_CHECKING:
     from stageline.conversation import TestResult
-
-
-@dataclass
-class Workspace:
-    """A repository opened for stageline: its branch, the branch's tip and policy."""
-
-    store: Store
-    ref: str
-    head: str
-    policy: Policy
-
-    def tree(self, env: str, agent: str) -> str | None:
-        return self.store.tree_at(self.head, env_dir(env, agent))
-
-    def approval(self, agent: str) -> Approval | str | None:
-        data = self.store.blob_at(self.head, approval_path(agent))
-        return None if data is None else approval.parse(data, approval_path(agent))
 
 
 @dataclass(frozen=True)
@@ -142,51 +126,6 @@ def preview(ws: Workspace, plan: Plan) -> Outcome:
 
 def run_plan(ws: Workspace, plan: Plan, dry_run: bool = False) -> Outcome:
     return preview(ws, plan) if dry_run else apply(ws, plan)
-
-
-def open_workspace(repo: str | None) -> Workspace:
-    store = Store.open(repo)
-    store.finish_pending()
-    ref = store.head_ref()
-    if ref is None:
-        raise Blocked("HEAD is detached; check out the branch to act on, then run it again.")
-    head = store.resolve(ref)
-    if head is None:
-        raise RepositoryError(f"the branch {ref.removeprefix('refs/heads/')} has no commits; "
-                              "create the organization with 'stageline init'.")
-    data = store.blob_at(head, POLICY_FILE)
-    if data is None:
-        raise PolicyError(f"there is no {POLICY_FILE} at the tip of "
-                          f"{ref.removeprefix('refs/heads/')}; this is not a stageline repository.")
-    return Workspace(store, ref, head, parse_policy(data))
-
-
-def resolve_actor(ws: Workspace, explicit: str | None) -> Member:
-    """``--as``, else ``$STAGELINE_ACTOR``, else the first set variable of the policy's
-    ``ci.actor_env`` (off unless listed), else the member with git's ``user.email``."""
-    wanted = explicit or os.environ.get("STAGELINE_ACTOR")
-    if wanted:
-        member = ws.policy.member(wanted)
-        if member is None:
-            raise PermissionDenied(f"{wanted} is not a member of {ws.policy.organization}; "
-                                   f"ask an org-admin to add them to {POLICY_FILE}.")
-        return member
-    from_ci = first_set(ws.policy.ci_actor_env, os.environ)
-    if from_ci is not None:
-        variable, login = from_ci
-        member = ws.policy.member(login)
-        if member is None:
-            raise PermissionDenied(f"{variable} names {login}, who is not a member of "
-                                   f"{ws.policy.organization}; add them to {POLICY_FILE} "
-                                   "or pass --as MEMBER.")
-        return member
-    email = ws.store.config("user.email")
-    member = ws.policy.member_by_email(email) if email else None
-    if member is None:
-        who = f"git's user.email {email}" if email else "no --as, STAGELINE_ACTOR or user.email"
-        raise PermissionDenied(f"cannot tell who is acting ({who} names no member); "
-                               "pass --as MEMBER.")
-    return member
 
 
 def _require(member: Member, action: str) -> None:
@@ -412,7 +351,7 @@ def rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Outco
 def plan_rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Plan:
     """Restore production to its tree at ``rev``, an earlier state of the branch (default:
     the previous production version)."""
-    from stageline.history import on_branch, previous_production
+    from stageline.history import previous_production
 
     check_agent_name(agent)
     _require(actor, rules.ROLLBACK)

@@ -44,7 +44,7 @@ def cli(ctx: click.Context, repo: str | None, actor: str | None) -> None:
 
 
 def _workspace_and_actor(g: Globals) -> tuple[Any, Any]:
-    from stageline.actions import open_workspace, resolve_actor
+    from stageline.workspace import open_workspace, resolve_actor
 
     ws = open_workspace(g.repo)
     return ws, resolve_actor(ws, g.actor)
@@ -96,8 +96,8 @@ def _complete_agents(ctx: click.Context, _param: click.Parameter,
                      incomplete: str) -> list[str]:
     """Shell completion of agent names: those at the tip of the branch (none on error)."""
     try:
-        from stageline.actions import open_workspace
         from stageline.inventory import collect
+        from stageline.workspace import open_workspace
 
         ws = open_workspace(ctx.find_root().params.get("repo"))
         return [s.name for s in collect(ws, with_last=False) if s.name.startswith(incomplete)]
@@ -188,9 +188,9 @@ def _tests(status: Any) -> str:
 @click.pass_obj
 def status(g: Globals, agent: str | None, as_json: bool) -> None:
     """Each agent's tree in every environment, QA status, and who acted last."""
-    from stageline.actions import open_workspace
     from stageline.inventory import collect
     from stageline.layout import check_agent_name
+    from stageline.workspace import open_workspace
 
     if agent is not None:
         check_agent_name(agent)
@@ -277,9 +277,9 @@ def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, as_json: bo
 @click.pass_obj
 def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) -> None:
     """The versions of an agent's environment, newest first."""
-    from stageline.actions import open_workspace
     from stageline.history import history as versions_of
     from stageline.layout import check_agent_name
+    from stageline.workspace import open_workspace
 
     check_agent_name(agent)
     versions = versions_of(open_workspace(g.repo), agent, env, limit)
@@ -308,9 +308,9 @@ def diff(ctx: click.Context, agent: str, old: str | None, new: str | None, stat:
          as_json: bool, exit_code: bool) -> None:
     """What differs between two environments, or ENV@REV states (default: staging →
     development, what a promotion would bring)."""
-    from stageline.actions import open_workspace
     from stageline.diffing import compare, render
     from stageline.layout import check_agent_name
+    from stageline.workspace import open_workspace
 
     check_agent_name(agent)
     comparison = compare(open_workspace(ctx.obj.repo), agent, old, new)
@@ -356,9 +356,9 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
     import json
     from pathlib import Path
 
-    from stageline.actions import open_workspace
     from stageline.history import audit_log, parse_since
     from stageline.layout import PUSH_LOG, check_agent_name
+    from stageline.workspace import open_workspace
 
     if agent is not None:
         check_agent_name(agent)
@@ -394,8 +394,9 @@ _ENV = click.option("--env", "env", default="development", show_default=True,
 @click.pass_obj
 def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: bool) -> None:
     """Check agents: schema, references, secrets, settings; exit 1 on errors."""
-    from stageline.actions import agent_sources, findings, open_workspace
+    from stageline.actions import agent_sources, findings
     from stageline.errors import CheckFailed
+    from stageline.workspace import open_workspace
 
     ws = open_workspace(g.repo)
     results = [(name, findings(ws, name, source, env, worktree))
@@ -428,9 +429,10 @@ def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | No
                as_json: bool) -> None:
     """Run the agent's conversation tests (tests/*.yaml) against its flows; exit 1 on
     failure."""
-    from stageline.actions import agent_sources, conversation_tests, open_workspace
+    from stageline.actions import agent_sources, conversation_tests
     from stageline.conversation import junit_xml, render_failure
     from stageline.errors import CheckFailed
+    from stageline.workspace import open_workspace
 
     ws = open_workspace(g.repo)
     ((name, source),) = agent_sources(ws, env, agent, worktree)
@@ -480,7 +482,7 @@ def hook() -> None:
 @click.pass_context
 def hook_pre_receive(ctx: click.Context, chain: str | None) -> None:
     """Judge a push (stdin: '<old> <new> <ref>' lines); exit 1 rejects it."""
-    from stageline.hook import main as hook_main
+    from stageline.server.hooks import main as hook_main
 
     ctx.exit(hook_main("pre-receive", ["--chain", chain] if chain else []))
 
@@ -490,7 +492,7 @@ def hook_pre_receive(ctx: click.Context, chain: str | None) -> None:
 @click.pass_context
 def hook_post_receive(ctx: click.Context, chain: str | None) -> None:
     """Record accepted updates of protected branches in stageline-pushes.jsonl."""
-    from stageline.hook import main as hook_main
+    from stageline.server.hooks import main as hook_main
 
     ctx.exit(hook_main("post-receive", ["--chain", chain] if chain else []))
 
@@ -505,7 +507,7 @@ _LAYOUT = click.option("--layout", type=click.Choice(["plain", "gitlab", "gitea"
 @_LAYOUT
 def hook_install(server_repo: str, layout: str) -> None:
     """Install the pre-receive and post-receive shims into a (bare) server repository."""
-    from stageline.install import install
+    from stageline.server.install import install
 
     click.echo(install(server_repo, layout))
 
@@ -515,7 +517,7 @@ def hook_install(server_repo: str, layout: str) -> None:
 @_LAYOUT
 def hook_uninstall(server_repo: str, layout: str) -> None:
     """Remove stageline's shims (only its own files; a chained hook is put back)."""
-    from stageline.install import uninstall
+    from stageline.server.install import uninstall
 
     click.echo(uninstall(server_repo, layout))
 
@@ -531,7 +533,7 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
     """The server's rules over a range of commits, for CI checks; exit 1 on violations."""
     from stageline.errors import CheckFailed, UsageError
     from stageline.git.store import Store
-    from stageline.hook import verify as run_verify
+    from stageline.server.hooks import verify as run_verify
 
     old, sep, new = range_.partition("..")
     if not sep or not old or not new or new.startswith("."):
@@ -629,7 +631,7 @@ def demo(keep: bool) -> None:
     """Play the whole workflow on a copy of the bundled sample organization."""
     from stageline.demo import run_demo
 
-    run_demo(keep=keep, echo=click.echo)
+    run_demo(keep=keep, echo=click.echo, run=run)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from stageline.actions import import_organization
 from stageline.git.store import Store
-from stageline.install import install
 from stageline.resources import data_path
+from stageline.server.install import install
 
 Echo = Callable[[str], None]
 
@@ -31,8 +31,9 @@ def seed_server(server: str, sample: Path) -> str:
         return import_organization(store, "refs/heads/main", _files(sample))
 
 
-def run_demo(keep: bool, echo: Echo) -> None:
-    from stageline.cli import run
+def run_demo(keep: bool, echo: Echo, run: Callable[[list[str]], int]) -> None:
+    """Play the workflow; ``run`` is the CLI's own entry point (``cli.run``), handed in so
+    that the demo types commands as a user would without importing the CLI."""
 
     base = Path(tempfile.mkdtemp(prefix="stageline-demo-"))
     try:

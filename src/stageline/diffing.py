@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stageline import yamlsafe
-from stageline.actions import Workspace
 from stageline.errors import UsageError
 from stageline.layout import check_env, env_dir, file_text
+from stageline.workspace import Workspace
 
 # Which environment a state is compared with when only one is named: the one that
 # would replace it (for development, the staging it would replace).

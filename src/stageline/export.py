@@ -36,12 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stageline.actions import Workspace
 from stageline.errors import Blocked, CheckFailed, RepositoryError, UsageError
 from stageline.git.objects import short_ref
 from stageline.git.store import Store
 from stageline.git.worktree import crash_point
-from stageline.history import on_branch
 from stageline.layout import (
     ENV_ROOT,
     EXECUTABLE_MODE,
@@ -54,6 +52,7 @@ from stageline.layout import (
 )
 from stageline.policy import PolicyError, parse_policy
 from stageline.settings import parse_settings, references, settings_path
+from stageline.workspace import Workspace, on_branch
 
 FORMAT = "stageline.bundle/1"
 FORMAT_FAMILY = "stageline.bundle/"

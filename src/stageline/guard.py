@@ -13,14 +13,14 @@ import os
 from dataclasses import dataclass, field, replace
 
 from stageline import rules, trailers
-from stageline.actions import Workspace, resolve_actor
 from stageline.errors import RepositoryError
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
-from stageline.hook import Enforcer
 from stageline.layout import POLICY_FILE, env_dir
 from stageline.policy import Member, Policy, PolicyError
 from stageline.rules import Violation
+from stageline.server.judge import Enforcer
+from stageline.workspace import Workspace, resolve_actor
 
 
 @dataclass(frozen=True)
@@ -76,30 +76,30 @@ def server_policy(store: Store, enforcer: Enforcer, head: str) -> tuple[str, Pol
     ``origin``; the branch the current one tracks first, when it is protected).
     Without one (no remote, never fetched), the policy at HEAD.
     """
-    local = enforcer.policy_at(head)
+    local = enforcer.policies.at(head)
     upstream = store.upstream()
     parts = upstream.split("/", 3) if upstream else []
     remote = parts[2] if len(parts) == 4 and parts[1] == "remotes" else "origin"
-    names = local.protected_branches if isinstance(local, Policy) else ()
+    names = local.policy.protected_branches if local.policy is not None else ()
     candidates = [f"refs/remotes/{remote}/{name}" for name in names]
     if upstream and (upstream in candidates or not candidates):
         candidates.insert(0, upstream)
     for ref, info in zip(candidates, store.objects_info(candidates), strict=True):
         if info is None or info[1] != "commit":
             continue
-        policy = enforcer.policy_at(info[0])
+        found = enforcer.policies.at(info[0])
         where = ref.removeprefix("refs/remotes/")
-        if isinstance(policy, str):
-            raise PolicyError(f"the server's {POLICY_FILE} (at {where}) is invalid ({policy}); "
-                              "an org-admin repairs it there.")
-        if policy is not None:
-            return where, policy
-    if isinstance(local, Policy):
-        return "HEAD", local
-    if local is None:
+        if found.problem is not None:
+            raise PolicyError(f"the server's {POLICY_FILE} (at {where}) is invalid "
+                              f"({found.problem}); an org-admin repairs it there.")
+        if found.policy is not None:
+            return where, found.policy
+    if local.policy is not None:
+        return "HEAD", local.policy
+    if local.problem is None:
         raise PolicyError(f"there is no {POLICY_FILE} at HEAD; this is not a stageline "
                           "repository.")
-    raise PolicyError(f"{local}.")
+    raise PolicyError(f"{local.problem}.")
 
 
 def _as_rollback(ws: Workspace, enforcer: Enforcer, staged: CommitInfo, actor: Member,
@@ -131,13 +131,9 @@ def _as_rollback(ws: Workspace, enforcer: Enforcer, staged: CommitInfo, actor: M
 
 def report(verdict: Verdict) -> list[str]:
     """The server's rejection lines, for the staged change."""
-    from stageline.hook import MAX_LINES_SHOWN
+    from stageline.server.hooks import report as lines
 
-    lines = [f"stageline: {v.line()}" for v in verdict.violations[:MAX_LINES_SHOWN]]
-    if len(verdict.violations) > MAX_LINES_SHOWN:
-        lines.append(f"stageline: ... and {len(verdict.violations) - MAX_LINES_SHOWN} more "
-                     "violations.")
-    return lines
+    return lines(verdict.violations)
 
 
 __all__ = ["Verdict", "check_staged", "report", "server_policy"]

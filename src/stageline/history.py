@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from stageline import rules
-from stageline.actions import Workspace
 from stageline.errors import UsageError
 from stageline.git.process import nogc
 from stageline.git.walk import CommitInfo
@@ -33,6 +32,7 @@ from stageline.layout import (
     env_dir,
 )
 from stageline.policy import Member
+from stageline.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -367,9 +367,3 @@ def previous_production(ws: Workspace, agent: str) -> Version | None:
         if version.tree is not None and version.tree != current:
             return version
     return None
-
-
-def on_branch(ws: Workspace, rev: str) -> bool:
-    return rev in set(ws.store.first_parent_chain(ws.head))
-
-

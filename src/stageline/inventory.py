@@ -7,13 +7,13 @@ from functools import cached_property
 from typing import Any
 
 from stageline import approval, rules
-from stageline.actions import Workspace
 from stageline.approval import Approval
 from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
 from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
 from stageline.policy import Member, Policy
+from stageline.workspace import Workspace
 
 
 @dataclass(frozen=True)
