@@ -12,12 +12,22 @@ from pathlib import Path
 
 import invariants
 import pytest
+from hypothesis import HealthCheck, settings
 
 from stageline.actions import import_organization
 from stageline.cli import run
 from stageline.git.store import Store
 
 RESOURCES = Path(__file__).parent / "resources"
+
+# One profile for every property test (HYPOTHESIS_PROFILE=thorough for a long hunt): no
+# deadlines (tests run git), no example database in the tree, fixtures shared across
+# examples on purpose.
+settings.register_profile("default", max_examples=100, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                 HealthCheck.too_slow])
+settings.register_profile("thorough", settings.get_profile("default"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

@@ -601,6 +601,7 @@ def push_until_judged(p: Pusher, server: Path, barrier: threading.Barrier) -> No
     p.failures.append("no verdict")
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_pushes_through_the_hook_over_http(tmp_path: Path) -> None:
     server = make_org(tmp_path / "srv" / "server.git", bare=True)
     _ok(server, "promote", AGENT, "--to", "staging", actor="alice")

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from objects import blob, hash_object, tree_bytes
 
@@ -31,9 +31,7 @@ FSCK_ERRORS = ("badFilemode", "zeroPaddedFilemode", "nullSha1", "hasDot", "hasDo
                "zeroPaddedDate", "badDateOverflow", "badDate", "badTimezone", "missingTree",
                "badTreeSha1", "badParentSha1", "missingAuthor", "multipleAuthors",
                "missingCommitter", "nulInHeader", "unterminatedHeader", "badObjectSha1")
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = settings()  # the suite's profile (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import author_env, git
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from stageline.errors import RepositoryError
@@ -195,7 +195,6 @@ def _git_tree(repo: Path, flat: dict[str, Entry]) -> str:
 _NAMES = st.sampled_from(["a", "a.b", "a-b", "a0", "ab", "b", "a b", "é", "z", "a.", "_x"])
 
 
-@settings(max_examples=60, deadline=None)
 @given(start=st.dictionaries(_NAMES, st.booleans(), max_size=8),
        changes=st.dictionaries(st.tuples(_NAMES, st.sampled_from(["", "a", "a.b", "b"])),
                                st.one_of(st.none(), st.booleans()), max_size=6))

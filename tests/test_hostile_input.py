@@ -45,10 +45,10 @@ DEV = "environments/development/support-bot"
 STG = "environments/staging/support-bot"
 PRD = "environments/production/support-bot"
 
-PROPERTY = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW_PROPERTY = settings(PROPERTY, max_examples=100)
+# The suite's profile (conftest.py), and generated documents that may be large.
+PROPERTY = settings(suppress_health_check=[*settings().suppress_health_check,
+                                           HealthCheck.data_too_large])
+SLOW_PROPERTY = PROPERTY
 
 
 def one_line(text: str) -> bool:
