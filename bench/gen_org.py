@@ -22,7 +22,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from stageline.rules import approval_text  # the text stageline mark-ready writes
+from stageline.approval import Mark
+from stageline.approval import text as approval_text  # what stageline mark-ready writes
 
 # One pusher (sam) brings a whole team's work in the benchmark push; approvals must be
 # pushed by the member who marked them, so sam marks them, and separation of duties is
@@ -167,7 +168,7 @@ def push_ops(agents: int, files: int, commits: int) -> Iterator[tuple[str, str, 
                 f"D approvals/{name}.yaml\n".encode()]
         elif kind == 2:
             tree = tree_id(agent_files(i, files, version[i]))
-            text = approval_text(name, tree, "sam", "2026-11-28T00:00:00Z").encode()
+            text = approval_text(name, tree, (Mark("sam", "2026-11-28T00:00:00Z"),)).encode()
             yield "sam", f"Mark {name} ready" + _trailers("mark-ready", name, "sam"), [
                 _modify(f"approvals/{name}.yaml", text)]
         else:

@@ -237,3 +237,18 @@ def test_replace_gives_the_tree_git_builds(tmp_path_factory: pytest.TempPathFact
             assert not flat and (got is None or got == store.replace(None, {}))
         else:
             assert got == expected
+
+
+def test_git_keeps_its_memory_only_when_asked(org: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stageline.git.process import environment
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("STAGELINE_GIT_MALLOC", raising=False)
+    assert "GLIBC_TUNABLES" not in environment()
+    monkeypatch.setenv("STAGELINE_GIT_MALLOC", "keep")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    tunables = environment()["GLIBC_TUNABLES"]
+    assert tunables.startswith("glibc.malloc.mmap_threshold=")
+    assert tunables.endswith(":glibc.malloc.arena_max=2")  # the caller's come last and win
+    with Store.open(org) as store:
+        assert store.resolve("HEAD")  # git runs with them
