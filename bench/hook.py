@@ -7,9 +7,10 @@ Generates an organization (bench/gen_org.py), then runs the hook exactly as a
 Git server does, a new interpreter each time (``python -P -m stageline hook
 pre-receive`` in the bare repository, the ref update on stdin, the pusher in
 ``REMOTE_USER``), and, beside it, the batched git calls alone that any checker
-needs: ``rev-list | diff-tree --stdin`` plus one ``cat-file --batch-check`` over
-the ``commit:path`` lookups, alternating with the hook called in this process (no
-interpreter start, no imports): the ratio is what judging adds to git's work.
+needs: ``rev-list | diff-tree --stdin -t`` plus one ``cat-file --batch-check`` over
+the ``commit:path`` lookups and one ``cat-file --batch`` of the objects to check,
+alternating with the hook called in this process (no interpreter start, no imports):
+the ratio is what judging adds to git's work.
 Prints a Markdown table of medians.
 """
 
@@ -76,21 +77,32 @@ def time_in_process(repo: Path, old: str, new: str, runs: int) -> float:
 
 
 def time_baseline(repo: Path, old: str, new: str, runs: int) -> float:
+    """The git work any checker of these rules needs: the commits and their first-parent
+    diffs with the directories' own entries (-t: a directory's state is its tree id),
+    the agent trees looked up by path, every new tree and the commits read (to check them
+    well-formed, as git fsck would), and every changed file under environments/ and
+    settings/ read (to scan for secrets)."""
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
         listing = _git(repo, "rev-list", "--parents", new, "--not", old)
-        feed = b"".join(b" ".join(line.split()[:2]) + b"\n" for line in listing.splitlines())
-        raw = _git(repo, "diff-tree", "--stdin", "-r", "--root", "-z", "--no-renames",
+        feed = b"".join(b" ".join(line.split()[:2]) + b"\n" for line in listing.split(b"\n")
+                        if line)
+        raw = _git(repo, "diff-tree", "--stdin", "-r", "-t", "--root", "-z", "--no-renames",
                    stdin=feed)
-        lookups = []
+        lookups, objects = [], [line.split()[0] for line in listing.split(b"\n") if line]
         tokens = raw.split(b"\0")
         commit = b""
         i = 0
         while i < len(tokens):
             tok = tokens[i]
             if tok.startswith(b":"):
-                parts = tokens[i + 1].split(b"/")
+                _old_mode, new_mode, _old, new_oid, _status = tok[1:].split(b" ")
+                path = tokens[i + 1]
+                parts = path.split(b"/")
+                if new_mode == b"040000" or path.startswith((b"environments/", b"settings/")) \
+                        and new_mode.startswith(b"100"):
+                    objects.append(new_oid)
                 if len(parts) > 3:
                     for env in (b"development", b"staging", b"production"):
                         lookups.append(commit + b":environments/" + env + b"/" + parts[2])
@@ -99,6 +111,7 @@ def time_baseline(repo: Path, old: str, new: str, runs: int) -> float:
                 commit = tok
                 i += 1
         _git(repo, "cat-file", "--batch-check", stdin=b"\n".join(lookups) + b"\n")
+        _git(repo, "cat-file", "--batch", stdin=b"\n".join(dict.fromkeys(objects)) + b"\n")
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
