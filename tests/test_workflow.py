@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -268,30 +270,43 @@ def test_detached_head_is_refused(org: Path) -> None:
     assert "detached" in result.err
 
 
-def test_promotion_cost_does_not_read_other_agents(tmp_path: Path) -> None:
-    """Promotion reads only the trees on its path: other agents' trees are never listed."""
-    repo = make_org(tmp_path / "org")
+def _git_work(repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]]:
+    """The git processes a promotion starts, as git itself records them (GIT_TRACE2_EVENT:
+    each git process writes its own start event, with its argv)."""
     from stageline.actions import promote
-    from stageline.git.store import Store
     from stageline.workspace import open_workspace
 
-    read: list[str] = []
-    original = Store.read_tree
-
-    def spy(self: Store, oid: str) -> object:
-        read.append(oid)
-        return original(self, oid)
-
+    trace = tmp_path / f"trace-{repo.name}.json"
     ws = open_workspace(str(repo))
-    actor = ws.policy.members["alice"]
-    Store.read_tree = spy  # type: ignore[method-assign]
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
     try:
-        promote(ws, actor, "support-bot", "staging")
+        assert promote(ws, ws.policy.members["alice"], "support-bot", "staging").commit
     finally:
-        Store.read_tree = original  # type: ignore[method-assign]
-    dev_agent = tree(repo, "HEAD~1", DEV)
-    assert dev_agent not in read
-    assert len(read) <= 4
+        monkeypatch.delenv("GIT_TRACE2_EVENT")
+        ws.store.close()
+    events = [json.loads(line) for line in trace.read_text().split("\n") if line]
+    return [e["argv"] for e in events if e.get("event") == "start"]
+
+
+def test_promotion_cost_does_not_grow_with_other_agents(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Promotion reads only the trees on its path: with 40 more agents in the organization
+    git is asked the same things (the same processes, the same arguments but for tree
+    ids), and no argument names another agent."""
+    small = make_org(tmp_path / "small")
+    large = make_org(tmp_path / "large")
+    for i in range(40):
+        shutil.copytree(large / DEV, large / f"environments/development/other-{i:02}")
+    commit_all(large, "alice", "Forty more agents")
+    seen_small = _git_work(small, monkeypatch, tmp_path)
+    seen_large = _git_work(large, monkeypatch, tmp_path)
+
+    def shape(argv: list[str]) -> list[str]:
+        return [re.sub(r"[0-9a-f]{40}", "<id>", a) for a in argv]
+
+    assert [shape(a) for a in seen_large] == [shape(a) for a in seen_small]
+    assert not any("other-" in arg for argv in seen_large for arg in argv)
+    assert seen_small  # git's own record was read
 
 
 def test_promotion_resolves_settings_in_the_target_environment(org: Path) -> None:
