@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from stageline import approval, trailers, yamlsafe
@@ -116,11 +117,23 @@ def denial(member: Member, action: str) -> str:
             f"{who_may(action)} may")
 
 
+class Kind(StrEnum):
+    """What a path is for the rules (a ``str``: it compares and prints as its value)."""
+
+    ENV = "env"  # environments/<environment>/<agent>/...
+    APPROVAL = "approval"  # approvals/<agent>.yaml
+    POLICY = "policy"  # stageline.yaml
+    SETTINGS = "settings"  # settings/...
+    CI = "ci"  # CI definitions, shared hooks, repository settings
+    OTHER = "other"  # anything else: README, docs
+    INVALID = "invalid"  # a path the layout has no place for
+
+
 @dataclass(frozen=True)
 class Area:
     """What a repository path is, for the rules."""
 
-    kind: str  # env | approval | policy | settings | ci | other | invalid
+    kind: Kind
     env: str | None = None
     agent: str | None = None
     reason: str | None = None
@@ -151,43 +164,43 @@ def classify(path: str) -> Area:
     if alias is not None:
         if parts[0].casefold() == alias:
             # On a case-insensitive checkout (macOS, Windows) Environments/ is environments/.
-            return Area("invalid", reason=f"{parts[0]!r} differs only in case from {alias!r}")
-        return Area("invalid", reason=f"{yamlsafe.show(parts[0])} may stand for {alias!r} on "
+            return Area(Kind.INVALID, reason=f"{parts[0]!r} differs only in case from {alias!r}")
+        return Area(Kind.INVALID, reason=f"{yamlsafe.show(parts[0])} may stand for {alias!r} on "
                                       "some file systems")
     judged = parts[0] in (ENV_ROOT, APPROVALS)
     for i, part in enumerate(parts):
         why = name_problem(part, strict=judged or i == 0)
         if why:
-            return Area("invalid", reason=f"{why}, so it would not check out alike everywhere")
+            return Area(Kind.INVALID, reason=f"{why}, so it would not check out alike everywhere")
     if parts[0] == ENV_ROOT:
         if len(parts) < 4:
-            return Area("invalid", reason=f"only agent directories may be under {ENV_ROOT}/ "
+            return Area(Kind.INVALID, reason=f"only agent directories may be under {ENV_ROOT}/ "
                                           f"({ENV_ROOT}/<environment>/<agent>/...)")
         env, agent = parts[1], parts[2]
         if env not in ENVIRONMENTS:
-            return Area("invalid", reason=f"{env!r} is not an environment")
+            return Area(Kind.INVALID, reason=f"{env!r} is not an environment")
         if not is_agent_name(agent):
-            return Area("invalid", reason=f"{agent!r} is not a valid agent name")
+            return Area(Kind.INVALID, reason=f"{agent!r} is not a valid agent name")
         odd = next((p for p in parts[3:] for n in NOT_IN_AGENTS if stands_for(p, n)), None)
         if odd is not None:
-            return Area("invalid", reason=f"{yamlsafe.show(odd)} has no place in an agent "
+            return Area(Kind.INVALID, reason=f"{yamlsafe.show(odd)} has no place in an agent "
                                           "directory: git and forges read it as a setting of "
                                           "the repository")
-        return Area("env", env=env, agent=agent)
+        return Area(Kind.ENV, env=env, agent=agent)
     if parts[0] == APPROVALS:
         name = parts[1] if len(parts) == 2 else ""
         agent = name.removesuffix(".yaml")
         if len(parts) != 2 or not name.endswith(".yaml") or not is_agent_name(agent):
-            return Area("invalid", reason=f"{APPROVALS}/ holds only <agent>.yaml files")
-        return Area("approval", agent=agent)
+            return Area(Kind.INVALID, reason=f"{APPROVALS}/ holds only <agent>.yaml files")
+        return Area(Kind.APPROVAL, agent=agent)
     if path == POLICY_FILE:
-        return Area("policy")
+        return Area(Kind.POLICY)
     if parts[0] == "settings":
-        return Area("settings")
+        return Area(Kind.SETTINGS)
     if parts[0] in CI_DIRS or path in CI_FILES or path in ADMIN_TOP_FILES \
             or _admin_file(parts[-1]):
-        return Area("ci")
-    return Area("other")
+        return Area(Kind.CI)
+    return Area(Kind.OTHER)
 
 
 def classify_directory(path: str, tree: str, empty_tree: str) -> Area | None:
@@ -202,17 +215,17 @@ def classify_directory(path: str, tree: str, empty_tree: str) -> Area | None:
     if parts[0] not in (ENV_ROOT, APPROVALS):
         return None
     if tree == empty_tree:
-        return Area("invalid", reason="an empty directory; git keeps none, so it was made by "
+        return Area(Kind.INVALID, reason="an empty directory; git keeps none, so it was made by "
                                       "hand")
     if parts[0] == APPROVALS:
-        return Area("invalid", reason=f"{APPROVALS}/ holds only <agent>.yaml files") \
+        return Area(Kind.INVALID, reason=f"{APPROVALS}/ holds only <agent>.yaml files") \
             if len(parts) > 1 else None
     if len(parts) >= 2 and parts[1] not in ENVIRONMENTS:
-        return Area("invalid", reason=f"{parts[1]!r} is not an environment")
+        return Area(Kind.INVALID, reason=f"{parts[1]!r} is not an environment")
     if len(parts) >= 3 and not is_agent_name(parts[2]):
-        return Area("invalid", reason=f"{parts[2]!r} is not a valid agent name")
+        return Area(Kind.INVALID, reason=f"{parts[2]!r} is not a valid agent name")
     if len(parts) == 3:
-        return Area("env", env=parts[1], agent=parts[2])
+        return Area(Kind.ENV, env=parts[1], agent=parts[2])
     return None
 
 
@@ -459,7 +472,7 @@ def _directory_area(change: ChangedPath, empty_tree: str) -> Area | None:
         return classify_directory(change.path, change.new_oid, empty_tree)
     found = agent_directory(change)
     if found and found[0] in ENVIRONMENTS and is_agent_name(found[1]):
-        return Area("env", env=found[0], agent=found[1])
+        return Area(Kind.ENV, env=found[0], agent=found[1])
     return None
 
 
