@@ -6,12 +6,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from stageline import __version__
 from stageline.errors import REPOSITORY, USAGE, StagelineError
+
+if TYPE_CHECKING:  # the commands import what they use when they run: the CLI starts fast
+    from stageline.actions import Outcome
+    from stageline.inventory import AgentStatus
+    from stageline.policy import Member
+    from stageline.workspace import Workspace
 
 
 @dataclass
@@ -43,7 +49,7 @@ def cli(ctx: click.Context, repo: str | None, actor: str | None) -> None:
     ctx.obj = Globals(repo, actor)
 
 
-def _workspace_and_actor(g: Globals) -> tuple[Any, Any]:
+def _workspace_and_actor(g: Globals) -> tuple[Workspace, Member]:
     from stageline.workspace import open_workspace, resolve_actor
 
     ws = open_workspace(g.repo)
@@ -64,7 +70,7 @@ def _paint(text: str, err: bool = False, **style: Any) -> str:
     return click.style(text, **style) if text and _colour(err) else text
 
 
-def _report(outcome: Any, as_json: bool = False) -> None:
+def _report(outcome: Outcome, as_json: bool = False) -> None:
     """An action's outcome: the commit made, nothing to do, or (dry run) the commit it
     would make."""
     if as_json:
@@ -175,7 +181,7 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def _tests(status: Any) -> str:
+def _tests(status: AgentStatus) -> str:
     """The approval's conversation-test summary: QA sees when an agent has none."""
     if not status.ready or status.tests_passed is None:
         return "—"
