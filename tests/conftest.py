@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from stageline.actions import import_organization
 from stageline.cli import run
+from stageline.errors import OK
 from stageline.git.store import Store
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -135,6 +136,21 @@ def ready_org(staged_org: Path) -> Path:
     """support-bot in staging and marked Ready for Production by quinn."""
     assert sl(staged_org, "mark-ready", "support-bot", actor="quinn").code == 0
     return staged_org
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Path:
+    """A bare repository of the test organization, the hook installed."""
+    srv = make_org(tmp_path / "server.git", bare=True)
+    assert sl(None, "hook", "install", str(srv)).code == OK
+    return srv
+
+
+@pytest.fixture
+def clone(server: Path, tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(server), str(work))
+    return work
 
 
 @contextlib.contextmanager

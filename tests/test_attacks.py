@@ -6,7 +6,6 @@ The seven of issue #15 come first (each test says what it allowed before), then 
 aliasing and root-file cases, then what the later attack passes found.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from test_hook
 from __future__ import annotations
 
 import json
@@ -26,16 +25,15 @@ from objects import (
     with_entry,
     write_tree,
 )
-from test_hook import (  # noqa: F401 - clone and server are fixtures
+from servers import (
     DEV,
     PRD,
     STG,
     accepted,
-    clone,
+    copy_dir,
     push,
     ready,
     rejected,
-    server,
     tip,
 )
 
@@ -456,11 +454,6 @@ def test_shared_hooks_and_other_ci_definitions_are_org_admin_only(clone: Path, s
     (clone / path).write_text("#!/bin/sh\n")
     commit_all(clone, "alice", "Hooks")
     rejected(clone, server, "alice", "only org-admins may")
-
-
-def copy_dir(clone: Path, src: str, dst: str) -> None:
-    shutil.rmtree(clone / dst, ignore_errors=True)
-    shutil.copytree(clone / src, clone / dst)
 
 
 @pytest.mark.parametrize(("path", "content", "member"), [

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import author_env, commit_all, git, make_org, sl
-from test_hook import DEV, PRD, STG, copy_dir
+from servers import DEV, PRD, STG, copy_dir
 
 import stageline
 from stageline.errors import OK

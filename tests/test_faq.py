@@ -1,23 +1,20 @@
 """The procedures docs/faq.md gives, run as written: plain git in clones, stageline
 where the FAQ says so, and every push through the installed hook."""
 
-# ruff: noqa: F811 - pytest fixtures imported from test_hook
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from conftest import author_env, commit_all, git, make_org, sl
-from test_hook import (  # noqa: F401 - clone and server are fixtures
+from servers import (
     DEV,
     PRD,
     STG,
     accepted,
-    clone,
     push,
     ready,
     rejected,
-    server,
 )
 
 from stageline.errors import CHECK_FAILED, OK

@@ -1,7 +1,6 @@
 """``stageline guard``: the staged change judged before it is committed, and the same
 verdict as the server's when that change is then committed and pushed through the hook."""
 
-# ruff: noqa: F811 - pytest fixtures imported from test_hook
 
 from __future__ import annotations
 
@@ -13,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import author_env, git, make_org, sl
-from test_hook import (  # noqa: F401 - clone and server are fixtures
+from servers import (
     DEV,
     PRD,
     STG,
-    clone,
     copy_dir,
     push,
     ready,
-    server,
     staged,
     tip,
     write_approval,

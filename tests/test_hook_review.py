@@ -1,7 +1,6 @@
 """Adversarial review of the pre-receive hook: each test pushes through a real bare server
 with the hook installed (fixtures from test_hook.py). A failing test is a hole."""
 
-# ruff: noqa: F811 - pytest fixtures imported from test_hook
 from __future__ import annotations
 
 import shutil
@@ -9,16 +8,14 @@ import subprocess
 from pathlib import Path
 
 from conftest import author_env, commit_all, git
-from test_hook import (  # noqa: F401 - clone and server are fixtures
+from servers import (
     DEV,
     PRD,
     STG,
     accepted,
-    clone,
     copy_dir,
     push,
     rejected,
-    server,
 )
 
 from stageline import approval

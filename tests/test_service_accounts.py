@@ -2,7 +2,6 @@
 that push commits authored by members (``service_accounts``), through a real bare server with
 the hook installed (fixtures from test_hook.py) and through ``verify --pusher``."""
 
-# ruff: noqa: F811 - pytest fixtures imported from test_hook
 from __future__ import annotations
 
 import json
@@ -10,15 +9,13 @@ from pathlib import Path
 
 import pytest
 from conftest import commit_all, git, make_org, sl
-from test_hook import (  # noqa: F401 - clone and server are fixtures
+from servers import (
     PRD,
     STG,
     accepted,
-    clone,
     copy_dir,
     push,
     rejected,
-    server,
     tip,
 )
 
