@@ -243,8 +243,8 @@ def test_the_push_log_records_what_pre_receive_judged_protected(clone: Path,
     ok, err = push(clone, "alice", "HEAD:refs/heads/release")
     assert ok, err
     git(clone, "checkout", "-q", "main")
-    set_policy(clone, "olga", "protected_branches: [main, release]",
-               "protected_branches: [main]")
+    (clone / "README.md").write_text("olga's notes\n")
+    commit_all(clone, "olga", "Notes")
     accepted(clone, server, "olga")
     logged = [(r["ref"], r["pusher"]) for r in _log(server)]
     assert logged[-3:] == [("refs/heads/release", "olga"), ("refs/heads/release", "alice"),
@@ -531,7 +531,7 @@ def test_a_mark_counts_only_while_its_member_holds_qa(clone: Path, server: Path)
     accepted(clone, server, "olga")
     copy_dir(clone, STG, PRD)
     commit_all(clone, "omar", "Ship")
-    rejected(clone, server, "omar", "quinn no longer holds qa")
+    rejected(clone, server, "omar", "quinn does not hold qa now")
 
 
 def test_qa_withdraws_their_own_mark_and_only_theirs(clone: Path, server: Path) -> None:
@@ -637,3 +637,119 @@ def test_a_large_directory_is_checked_in_every_version(clone: Path, server: Path
     update_branch(clone, three)
     git(server, "config", "receive.fsckObjects", "false")
     rejected(clone, server, "alice", "the commit's tree is malformed")
+
+
+# == The third attack pass, on the code after the second.
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32", "gzip", "der",
+                                      "ed25519"])
+def test_secrets_in_other_encodings_are_found(clone: Path, server: Path, encoding: str) -> None:
+    """Before, only UTF-8 and UTF-16 with its byte order mark were read: the same key in
+    UTF-16 without the mark, in UTF-32, gzipped, or a private key in DER went through,
+    all the way to the export bundle."""
+    import gzip
+
+    text = "token sk-live-abcdefghijklmnopqrstuvwx\n"
+    data = {"gzip": gzip.compress(text.encode()),
+            "der": bytes.fromhex("308204be020100300d06092a864886f70d0101010500") + b"\0" * 40,
+            "ed25519": bytes.fromhex("302e020100300506032b657004220420") + bytes(range(32)),
+            }.get(encoding) or text.encode(encoding)
+    (clone / DEV / "notes.bin").write_bytes(data)
+    commit_all(clone, "alice", "Notes")
+    rejected(clone, server, "alice", "this looks like")
+
+
+def test_protecting_a_branch_that_exists_is_refused(clone: Path, server: Path) -> None:
+    """Before: alice made an unprotected release branch with hand-written production;
+    olga then protected release on main, adopting that history unjudged, and export
+    shipped what nobody approved."""
+    git(clone, "checkout", "-q", "-b", "release")
+    (clone / PRD).mkdir(parents=True)
+    (clone / PRD / "agent.yaml").write_text("name: support-bot\n# never approved\n")
+    commit_all(clone, "alice", "Squat release")
+    ok, err = push(clone, "alice", "HEAD:refs/heads/release")
+    assert ok, err
+    git(clone, "checkout", "-q", "main")
+    set_policy(clone, "olga", "protected_branches: [main]", "protected_branches: [main, release]")
+    rejected(clone, server, "olga", "the new policy protects release, which exists already")
+
+
+@pytest.mark.parametrize("name", ["conin$.md", "CONOUT$.txt", "con .md", "nul .txt", "com\u00b9.md"])
+def test_every_windows_device_name_is_refused(clone: Path, server: Path, name: str) -> None:
+    root = with_entry(clone, git(clone, "rev-parse", "HEAD^{tree}"), f"{DEV}/{name}", "100644",
+                      blob(clone, "x\n"))
+    on_top(clone, "alice", root)
+    rejected(clone, server, "alice", "is a Windows device name")
+
+
+@pytest.mark.parametrize("path", [".devcontainer.json", "lefthook.yaml", ".lefthook.yaml",
+                                  ".config/lefthook.yml", ".woodpecker.yaml", "buildkite.yml",
+                                  "appveyor.yml"])
+def test_other_spellings_of_ci_and_hook_files_are_org_admin_only(clone: Path, server: Path,
+                                                                 path: str) -> None:
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text("x\n")
+    commit_all(clone, "alice", "Config")
+    rejected(clone, server, "alice", "only org-admins may")
+
+
+def test_a_policy_may_not_unprotect_another_existing_branch(clone: Path, server: Path) -> None:
+    """The ratchet covered only the branch the policy was pushed to: dropping release from
+    main's policy left release open to anyone (third pass)."""
+    set_policy(clone, "olga", "protected_branches: [main]", "protected_branches: [main, release]")
+    accepted(clone, server, "olga")
+    ok, err = push(clone, "olga", "HEAD:refs/heads/release")
+    assert ok, err
+    set_policy(clone, "olga", "protected_branches: [main, release]", "protected_branches: [main]")
+    rejected(clone, server, "olga", "the new policy stops protecting release, which exists")
+
+
+def test_a_push_that_changes_the_policy_updates_no_other_ref(clone: Path, server: Path) -> None:
+    """One push protected release on main and created release with unapproved production:
+    each ref was judged by the policies before the push, when nothing protected release."""
+    set_policy(clone, "olga", "protected_branches: [main]", "protected_branches: [main, release]")
+    policy = git(clone, "rev-parse", "HEAD")
+    (clone / PRD).mkdir(parents=True)
+    (clone / PRD / "agent.yaml").write_text("name: support-bot\n# never approved\n")
+    commit_all(clone, "olga", "Production, unapproved")
+    import os
+    import subprocess
+
+    before = git(server, "for-each-ref")
+    proc = subprocess.run(["git", "push", "origin", f"{policy}:refs/heads/main",
+                           "HEAD:refs/heads/release"], cwd=clone, capture_output=True,
+                          text=True, env={**os.environ, "REMOTE_USER": "olga"})
+    assert proc.returncode != 0
+    assert "push to release rejected" in proc.stderr and "may update no other ref" in proc.stderr
+    assert git(server, "for-each-ref") == before
+
+
+def test_a_push_whose_post_receive_never_ran_is_logged_late(clone: Path, server: Path) -> None:
+    """A client that hangs up after sending its push: git updates the branch, dies writing
+    the report, and never runs post-receive. The next push logs it, marked late."""
+    import os
+    import time
+
+    from stageline.server.hooks import pre_receive
+
+    (clone / "README.md").write_text("one\n")
+    commit_all(clone, "alice", "One")
+    old, new = tip(server), git(clone, "rev-parse", "HEAD")
+    git(clone, "push", "-q", str(server), "HEAD:refs/heads/scratch")  # the objects, unchecked
+    here = os.getcwd()
+    os.chdir(server)
+    try:
+        stdin = f"{old} {new} refs/heads/main\n".encode()
+        assert pre_receive(stdin, {**os.environ, "REMOTE_USER": "alice"}, record=True) == 0
+    finally:
+        os.chdir(here)
+    git(server, "update-ref", "refs/heads/main", new, old)  # what receive-pack does next
+    for record in (server / "stageline-judged").glob("*.json"):
+        os.utime(record, (time.time() - 120, time.time() - 120))
+    assert [r["new"] for r in _log(server)].count(new) == 0
+    (clone / "README.md").write_text("two\n")
+    commit_all(clone, "alice", "Two")
+    accepted(clone, server, "alice")
+    late = [r for r in _log(server) if r.get("late")]
+    assert [(r["ref"], r["new"], r["pusher"]) for r in late] == [("refs/heads/main", new, "alice")]

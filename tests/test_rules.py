@@ -88,7 +88,7 @@ CASES: list[tuple[str, rules.CommitFacts, str | None, Policy, str | None]] = [
     ("a mark by someone who is no member",
      facts([file(f"{PRD}/agent.yaml")], "olga", trees={("staging", "bot"): B,
                                                         ("production", "bot"): B},
-           approvals={"bot": record("ghost")}), "olga", POLICY, "ghost no longer holds qa"),
+           approvals={"bot": record("ghost")}), "olga", POLICY, "ghost does not hold qa now"),
     ("production by a developer",
      facts([file(f"{PRD}/agent.yaml")], trees={("staging", "bot"): B, ("production", "bot"): B},
            approvals={"bot": record("quinn")}), "alice", POLICY, "may not push to production"),

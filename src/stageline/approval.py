@@ -158,6 +158,6 @@ def shortfall(record: Approval, required: int, counts: Any) -> str | None:
         return None
     named = f" ({', '.join(valid)})" if valid else ""
     ignored = [m for m in record.markers if not counts(m)]
-    why = f"; {', '.join(ignored)} no longer hold{'s' if len(ignored) == 1 else ''} qa" \
+    why = f"; {', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not hold qa now" \
         if ignored else ""
     return f"approvals {len(valid)} of {required}{named}{why}"

@@ -44,8 +44,9 @@ def approval_path(agent: str) -> str:
 
 # Names Windows gives to devices in every directory: an agent called "con" could be
 # neither checked out nor exported there.
-DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                          *(f"lpt{i}" for i in range(10))})
+DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul", "conin$", "conout$",
+                          *(f"{p}{i}" for p in ("com", "lpt")
+                            for i in (*"0123456789", "\u00b9", "\u00b2", "\u00b3"))})
 
 
 def is_agent_name(name: str) -> bool:
@@ -158,7 +159,8 @@ def name_problem(name: str, strict: bool) -> str | None:
         return f"{shown} ends with a dot or a space, which Windows drops"
     if _SHORT_LOOKING.search(name):
         return f"{shown} looks like a Windows short (8.3) name"
-    if name.partition(".")[0].lower() in DEVICE_NAMES:
+    # as Git for Windows reads them: the part before the first dot, spaces after it ignored
+    if name.partition(".")[0].rstrip(" ").lower() in DEVICE_NAMES:
         return f"{shown} is a Windows device name"
     if _IGNORABLE.search(name):
         return f"{shown} holds a code point that file systems ignore"

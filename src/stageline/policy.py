@@ -122,7 +122,7 @@ MEMBER_KEYS = ("name", "email", "roles")
 # Variables a pushing client can set or choose, which must never name the pusher: git's
 # own, the request headers and query a web server hands to git http-backend (CGI), and
 # what an SSH client sends (its command, its locale and terminal).
-CLIENT_SET = re.compile(r"GIT_|HTTP_|CONTENT_|REQUEST_|QUERY_STRING$|PATH_INFO$|"
+CLIENT_SET = re.compile(r"GIT_|(?:REDIRECT_)+HTTP_|HTTP_|CONTENT_|REQUEST_|QUERY_STRING$|PATH_INFO$|"
                         r"PATH_TRANSLATED$|SSH_ORIGINAL_COMMAND$|LANG|LC_|TERM|TZ$", re.I)
 
 
@@ -162,6 +162,8 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     identity_env: tuple[str, ...] = DEFAULT_IDENTITY_ENV
     identity = doc.get("identity")
     if identity is not None:
+        if isinstance(identity, dict):
+            _only_key(identity, "env", "identity", source)
         env_list = identity.get("env") if isinstance(identity, dict) else None
         identity_env = _env_names(env_list, "identity.env", source,
                                   "the pushing client can set it")

@@ -83,11 +83,15 @@ DESCRIPTIONS = {
 # what a checkout contains. Org-admins', for every forge and tool we know of (the contract
 # names GitHub's and GitLab's; the others grant the same powers).
 CI_DIRS = (".github", ".gitlab", ".gitea", ".forgejo", ".circleci", ".buildkite",
-           ".woodpecker", ".githooks", ".husky", ".devcontainer")
+           ".woodpecker", ".githooks", ".husky", ".devcontainer", ".azure-pipelines")
 CI_FILES = (".gitlab-ci.yml", ".gitlab-ci.yaml", "Jenkinsfile", ".travis.yml",
-            "bitbucket-pipelines.yml", "azure-pipelines.yml", ".drone.yml", ".woodpecker.yml",
-            ".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml", ".lfsconfig",
-            ".gitmodules")
+            "bitbucket-pipelines.yml", "azure-pipelines.yml", ".drone.yml", ".drone.yaml",
+            ".woodpecker.yml", ".woodpecker.yaml", "buildkite.yml", "buildkite.yaml",
+            ".buildkite.yml", ".buildkite.yaml", "appveyor.yml", ".appveyor.yml",
+            ".pre-commit-config.yaml", ".pre-commit-config.yml", ".devcontainer.json",
+            "lefthook.yml", "lefthook.yaml", ".lefthook.yml", ".lefthook.yaml",
+            ".config/lefthook.yml", ".config/lefthook.yaml", "lefthook-local.yml",
+            ".lfsconfig", ".gitmodules")
 # Files that change what git shows of the repository (attributes: filters and line endings
 # of a checkout; mailmap: the names ``git log`` prints) and who reviews what (CODEOWNERS):
 # org-admins' as CI definitions are. Attributes and CODEOWNERS count in any directory
@@ -300,6 +304,8 @@ class CommitFacts:
     # holding a secret by validation's patterns
     secrets: tuple[tuple[str, str], ...] = ()
     branch: str = ""  # the branch the commit enters, as refs/heads/<name>
+    # the server's branches before the push (short names, lowercased)
+    server_branches: frozenset[str] = frozenset()
     restored: dict[str, str | None] | None = None
     restore_problem: str | None = None
     # (path or None, why): objects git's own tools read in more than one way (fsck.py)
@@ -422,7 +428,8 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
                 bad(change.path, f"stageline.yaml is {mode_name(change.new_mode)}; the policy "
                                  "is a regular file", "keep stageline.yaml a file")
             elif facts.policy_blob is not None:
-                problem = _policy_problem(facts.policy_blob, facts.branch)
+                problem = _policy_problem(facts.policy_blob, facts.branch, policy,
+                                          facts.server_branches)
                 if problem:
                     bad(change.path, problem, "push a valid stageline.yaml that keeps "
                                               "protecting the branch")
@@ -476,10 +483,13 @@ def _directory_area(change: ChangedPath, empty_tree: str) -> Area | None:
     return None
 
 
-def _policy_problem(blob: bytes, branch: str) -> str | None:
-    """Why a pushed policy may not replace the one of ``branch``: it is invalid, or it no
+def _policy_problem(blob: bytes, branch: str, judging: Policy,
+                    server_branches: frozenset[str]) -> str | None:
+    """Why a pushed policy may not replace the one of ``branch``: it is invalid; it no
     longer protects the branch it is pushed to (protection is a ratchet: no push, an
-    org-admin's included, switches the gate off for the branch it enters)."""
+    org-admin's included, switches the gate off for the branch it enters); or it protects
+    a branch that exists already, whose history no rule judged (protecting it would adopt
+    whatever anyone put there while it was nobody's)."""
     from stageline.policy import PolicyError, parse_policy
 
     try:
@@ -489,6 +499,17 @@ def _policy_problem(blob: bytes, branch: str) -> str | None:
     if branch and not policy.is_protected(branch):
         return (f"the new policy stops protecting {branch.removeprefix('refs/heads/')}, the "
                 "branch it is pushed to; protection is not withdrawn by a push")
+    adopted = [b for b in policy.protected_branches if b.lower() in server_branches
+               and not judging.is_protected(f"refs/heads/{b}")]
+    dropped = [b for b in judging.protected_branches if b.lower() in server_branches
+               and not policy.is_protected(f"refs/heads/{b}")]
+    if dropped:
+        return (f"the new policy stops protecting {dropped[0]}, which exists on the server; "
+                "protection is not withdrawn by a push")
+    if adopted:
+        return (f"the new policy protects {adopted[0]}, which exists already with history "
+                f"no rule judged; delete {adopted[0]} first, then protect it and create it "
+                "again as an org-admin")
     return None
 
 

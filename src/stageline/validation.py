@@ -44,6 +44,10 @@ SECRET_PATTERNS = [
     ("a JSON Web Token", re.compile(
         r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
     ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
+    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
+    ("a GitLab token", re.compile(r"\bgl(?:pat|dt|rt|ptt)-[0-9A-Za-z_-]{20,}")),
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("a Stripe restricted key", re.compile(r"\brk_(?:live|test)_[A-Za-z0-9]{16,}")),
     ("a bearer token", re.compile(r"\bBearer\s+(?!\$\{)[A-Za-z0-9._~+/-]{16,}=*")),
 ]
 # Key names that hold credentials, matched as whole words of the key (``db_password``,
@@ -55,22 +59,53 @@ SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"),
 REFERENCE_VALUE_RE = re.compile(r"^(\$\{settings\.[A-Za-z_][A-Za-z0-9_]*\}|(vault|env)://\S+)$")
 
 
-def secrets_in(data: bytes, limit: int | None = None) -> Iterator[tuple[str, int | None]]:
-    """What in a file looks like a secret, by ``SECRET_PATTERNS``: ``(label, line)``.
+# A private key in DER (binary) form: a SEQUENCE holding INTEGER 0 then, for PKCS#8, the
+# algorithm's SEQUENCE, or, for PKCS#1 RSA and SEC 1 EC keys, INTEGER 0 or 1 then more.
+_DER_KEY = re.compile(rb"\x30(?:[\x20-\x7f]|\x81.|\x82..)\x02\x01[\x00\x01]"
+                      rb"(?:\x30|\x02\x81|\x02\x82|\x04[\x20\x30\x42])", re.DOTALL)
+_WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+MAX_INFLATED = 64 * 1024 * 1024
 
-    Text with a UTF-16 byte order mark is read as UTF-16. With ``limit`` (validation),
-    files larger than it, and binary files, are not scanned; without (the hook), every
-    file is, whatever it holds."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        text = data.decode("utf-16", "replace")
-    elif limit is not None and (len(data) > limit or b"\0" in data[:8192]):
+
+def secrets_in(data: bytes, limit: int | None = None) -> Iterator[tuple[str, int | None]]:
+    """What in a file looks like a secret: ``(label, line)``.
+
+    Text is read as UTF-8, and a file holding NUL bytes also as UTF-16 and UTF-32 (either
+    byte order, with or without a byte order mark); a gzip file is read inflated (up to
+    64 MiB); a binary private key (DER) is found by its structure. With ``limit``
+    (validation), files larger than it, and other binary files, are not scanned; without
+    (the hook), every file is. No scanner finds a secret someone means to hide (encrypted,
+    split, encoded): this is a net for mistakes."""
+    if limit is not None and (len(data) > limit or b"\0" in data[:8192]) \
+            and not data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
         return
-    else:
-        text = data.decode("utf-8", "replace")
-    for label, pattern in SECRET_PATTERNS:
-        starts = (match.start() for match in pattern.finditer(text))
-        for line in yamlsafe.line_numbers(text, starts):
-            yield label, line
+    if data[:2] == b"\x1f\x8b":
+        inflated = _inflated(data)
+        if inflated is not None:
+            yield from secrets_in(inflated, limit)
+    if _DER_KEY.match(data):
+        yield "a private key (binary DER)", None
+    texts = [data.decode("utf-8", "replace")]
+    if b"\0" in data:
+        texts += [data.decode(codec, "ignore").lstrip("\ufeff") for codec in _WIDE]
+    seen: set[tuple[str, int | None]] = set()
+    for text in texts:
+        for label, pattern in SECRET_PATTERNS:
+            starts = (match.start() for match in pattern.finditer(text))
+            for line in yamlsafe.line_numbers(text, starts):
+                if (label, line) not in seen:
+                    seen.add((label, line))
+                    yield label, line
+
+
+def _inflated(data: bytes) -> bytes | None:
+    import zlib
+
+    try:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return inflater.decompress(data, MAX_INFLATED)
+    except zlib.error:
+        return None
 
 
 @dataclass(frozen=True)

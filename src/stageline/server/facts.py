@@ -141,7 +141,8 @@ def _tree_problems(store: Store, commits: Sequence[CommitInfo], data: Mapping[st
 
 
 def gather(store: Store, commits: Sequence[CommitInfo], tip: str, malformed: Malformed,
-           branch: str, progress: Progress | None = None) -> list[rules.CommitFacts]:
+           branch: str, server_branches: frozenset[str] = frozenset(),
+           progress: Progress | None = None) -> list[rules.CommitFacts]:
     """What the rules need of each commit, read in one batch: the agent trees and
     approval records at the commit, the records at its first parent where it changes
     them, and the contents of the files it changes under environments/ and settings/
@@ -207,7 +208,7 @@ def gather(store: Store, commits: Sequence[CommitInfo], tip: str, malformed: Mal
             approvals, policy_blob=policy_blob, restored=restored,
             restore_problem=restore_problem, malformed=malformed.get(c.oid, ()),
             empty_tree=store.empty_tree, previous_approvals=previous,
-            secrets=found_secrets, branch=branch))
+            secrets=found_secrets, branch=branch, server_branches=server_branches))
     return facts
 
 

@@ -75,14 +75,25 @@ def pre_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None,
         rejected = False
         with Store.open(".") as store:
             enforcer = Enforcer(store)
-            for update in updates:
-                violations = enforcer.check(update, env)
+            verdicts = [(update, enforcer.check(update, env)) for update in updates]
+            if enforcer.policy_changed and len(updates) > 1:
+                # Every ref of a push is judged by the policies before it: the others would
+                # escape the rules the new policy brings (a branch it protects, created in
+                # the same push, would be judged as unprotected).
+                changed = short_ref(enforcer.policy_changed[0])
+                verdicts = [(u, v or [Violation(None, None, f"a push that changes "
+                                                            f"stageline.yaml on {changed} may "
+                                                            "update no other ref",
+                                                "push the other refs on their own")])
+                            for u, v in verdicts]
+            for update, violations in verdicts:
                 if violations:
                     rejected = True
                     for line in report(violations, f"push to {short_ref(update.ref)} rejected: ",
                                        _prefix(env)):
                         print(line, file=sys.stderr)
             if record and not rejected:
+                _sweep(store, enforcer)
                 _keep_judged(store, _push_key(stdin, env), enforcer.judged)
         return 1 if rejected else 0
     except Exception as exc:  # noqa: BLE001 - fail closed, one sentence, no traceback
@@ -116,16 +127,8 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
                                           else DEFAULT_IDENTITY_ENV, env)
                         judged.append({"ref": update.ref, "old": update.old, "new": update.new,
                                        "pusher": found[1] if found else None})
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             if judged:
-                data = "".join(json.dumps({"time": now, **r}, sort_keys=True) + "\n"
-                               for r in judged)
-                fd = os.open(store.git_dir / PUSH_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                             0o644)
-                try:
-                    os.write(fd, data.encode())
-                finally:
-                    os.close(fd)
+                _append_log(store, judged)
         return 0
     except Exception as exc:  # noqa: BLE001 - the push is done; say what was not recorded
         print(f"stageline: the push was accepted but not recorded in {PUSH_LOG} "
@@ -134,7 +137,7 @@ def post_receive(stdin: bytes, env: Mapping[str, str], chain: str | None = None)
 
 
 JUDGED_DIR = "stageline-judged"  # in the server repository: pre-receive's records for post-receive
-_STALE_RECORD = 86400  # seconds: a record whose push never completed
+_LEFT_OVER = 60  # seconds after which a record no post-receive took is swept into the log
 
 
 def _push_key(stdin: bytes, env: Mapping[str, str]) -> str:
@@ -151,14 +154,45 @@ def _keep_judged(store: Store, key: str, judged: list[dict[str, str | None]]) ->
     update of a protected branch that the log would miss is a hole in the audit)."""
     folder = store.git_dir / JUDGED_DIR
     folder.mkdir(exist_ok=True)
-    now = time.time()
-    for old in folder.iterdir():
-        with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > _STALE_RECORD:
-                old.unlink()
     tmp = folder / f"{key}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(judged), encoding="utf-8")
     os.replace(tmp, folder / f"{key}.json")
+
+
+def _sweep(store: Store, enforcer: Enforcer) -> None:
+    """Log the updates of records that no post-receive took: git runs post-receive only
+    after it reports to the client, so a client that hangs up after sending its push
+    leaves the branch updated and the log without it. A record older than a minute whose
+    updates reached their branch (the branch is there or has moved on from it) is logged
+    now, marked ``late``; one whose push never completed is dropped."""
+    folder = store.git_dir / JUDGED_DIR
+    if not folder.is_dir():
+        return
+    now = time.time()
+    late = []
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if now - path.stat().st_mtime < _LEFT_OVER:
+                continue
+            records = json.loads(path.read_text(encoding="utf-8"))
+            path.unlink()
+            for r in records if isinstance(records, list) else []:
+                tip = enforcer.policies.branches().get(str(r.get("ref")))
+                new = r.get("new")
+                if tip and isinstance(new, str) and (tip == new or store.is_ancestor(new, tip)):
+                    late.append({**r, "late": True})
+    if late:
+        _append_log(store, late)
+
+
+def _append_log(store: Store, records: Sequence[Mapping[str, object]]) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = "".join(json.dumps({"time": now, **r}, sort_keys=True) + "\n" for r in records)
+    fd = os.open(store.git_dir / PUSH_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
 
 
 def _take_judged(store: Store, key: str) -> list[dict[str, str | None]] | None:

@@ -87,6 +87,7 @@ class Enforcer:
         # The updates judged as protected branches (bootstrap included), as the push log
         # records them: what post-receive logs is exactly this.
         self.judged: list[dict[str, str | None]] = []
+        self.policy_changed: list[str] = []  # protected refs whose push changes the policy
 
     def check(self, update: RefUpdate, env: Mapping[str, str] | None,
               pusher_id: str | None = None, force_protected: bool = False) -> list[Violation]:
@@ -164,6 +165,8 @@ class Enforcer:
             # yet, even those already on unchecked branches of the server.
             tips = self.policies.protected_tips(policies)
             commits = self.store.walk([update.new, "--not", *tips], trees=True)
+        if any(ch.path == POLICY_FILE for c in commits for ch in c.changes):
+            self.policy_changed.append(update.ref)
         malformed = facts.malformed(self.store, commits)
         violations: list[Violation] = []
         for policy in policies:
@@ -260,7 +263,9 @@ class Enforcer:
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
               tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None,
               branch: str = "") -> list[Violation]:
-        found = facts.gather(self.store, commits, tip, malformed or {}, branch, self.progress)
+        existing = frozenset(short_ref(b).lower() for b in self.policies.branches())
+        found = facts.gather(self.store, commits, tip, malformed or {}, branch, existing,
+                             self.progress)
         if self.progress:
             self.progress.phase("checking commits", len(found))
         violations: list[Violation] = []
