@@ -753,3 +753,19 @@ def test_a_push_whose_post_receive_never_ran_is_logged_late(clone: Path, server:
     accepted(clone, server, "alice")
     late = [r for r in _log(server) if r.get("late")]
     assert [(r["ref"], r["new"], r["pusher"]) for r in late] == [("refs/heads/main", new, "alice")]
+
+
+def test_mark_ready_withdraw_is_the_commit_the_hook_allows(clone: Path, server: Path) -> None:
+    """The hook told QA to run 'stageline mark-ready AGENT --withdraw', which did not
+    exist (third pass)."""
+    ready(clone, server)
+    _mark(clone, server, "rita")
+    assert sl(clone, "mark-ready", "support-bot", "--withdraw", actor="quinn").code == OK
+    accepted(clone, server, "quinn")
+    record = (clone / "approvals/support-bot.yaml").read_text()
+    assert "quinn" not in record and "rita" in record
+    assert sl(clone, "mark-ready", "support-bot", "--withdraw", actor="rita").code == OK
+    accepted(clone, server, "rita")
+    assert not (clone / "approvals/support-bot.yaml").exists()
+    result = sl(clone, "mark-ready", "support-bot", "--withdraw", actor="rita")
+    assert result.code == OK and "nothing to do" in result.out

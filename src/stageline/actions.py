@@ -344,6 +344,24 @@ def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
                  f"marked {agent} Ready for Production.")
 
 
+def plan_withdraw(ws: Workspace, actor: Member, agent: str) -> Plan:
+    """QA takes back their own mark: the record without it, or no record when it was the
+    only one (one commit, as the hook allows a QA member to make)."""
+    check_agent_name(agent)
+    _require(actor, rules.MARK_READY)
+    current = ws.approval(agent)
+    if not isinstance(current, Approval) or actor.id not in current.markers:
+        return Plan(rules.MARK_READY, agent,
+                    f"{actor.id} has no mark on {agent} to withdraw; nothing to do.")
+    kept = tuple(m for m in current.marks if m.by != actor.id)
+    entry = (Entry(FILE_MODE, ws.store.hash_blob(
+        approval.text(agent, current.staging_tree, kept, current.tests_passed or 0).encode()))
+             if kept else None)
+    message = _message(f"Withdraw {actor.id}'s mark of {agent}", rules.MARK_READY, actor, agent)
+    return _plan(rules.MARK_READY, agent, actor, {approval_path(agent): entry}, message,
+                 f"withdrew {actor.id}'s mark of {agent}.")
+
+
 def rollback(ws: Workspace, actor: Member, agent: str, rev: str | None) -> Outcome:
     return apply(ws, plan_rollback(ws, actor, agent, rev))
 

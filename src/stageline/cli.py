@@ -162,15 +162,19 @@ def promote(g: Globals, agent: str, target: str, dry_run: bool, as_json: bool) -
 
 @cli.command("mark-ready")
 @click.argument("agent", shell_complete=_complete_agents)
+@click.option("--withdraw", is_flag=True,
+              help="Take back your own mark of the current staging tree.")
 @_DRY_RUN
 @_JSON
 @click.pass_obj
-def mark_ready(g: Globals, agent: str, dry_run: bool, as_json: bool) -> None:
-    """Mark the agent's current staging tree Ready for Production (QA)."""
-    from stageline.actions import plan_mark_ready, run_plan
+def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, as_json: bool) -> None:
+    """Mark the agent's current staging tree Ready for Production (QA), or withdraw your
+    mark."""
+    from stageline.actions import plan_mark_ready, plan_withdraw, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(run_plan(ws, plan_mark_ready(ws, actor, agent), dry_run), as_json)
+    plan = plan_withdraw(ws, actor, agent) if withdraw else plan_mark_ready(ws, actor, agent)
+    _report(run_plan(ws, plan, dry_run), as_json)
 
 
 def _short(tree: str | None) -> str:
