@@ -6,11 +6,14 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stageline import yamlsafe
 from stageline.errors import RepositoryError
 from stageline.layout import POLICY_FILE
+
+if TYPE_CHECKING:
+    from stageline.windows import Window
 
 ROLES = ("developer", "qa", "org-admin")
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -64,6 +67,8 @@ class Policy:
     ci_actor_env: tuple[str, ...] = ()  # empty: the CLI takes no actor from CI variables
     service_accounts: Mapping[str, ServiceAccount] = field(default_factory=dict)
     approvals_required: int = 1  # promotion.production.approvals.required
+    # promotion.<target>.windows, read: the windows that gate pushes to each target
+    windows: Mapping[str, tuple[Window, ...]] = field(default_factory=dict)
 
     def member(self, member_id: str) -> Member | None:
         return self.members.get(member_id)
@@ -114,10 +119,10 @@ def is_branch_name(name: str) -> bool:
 
 
 KEYS = ("organization", "protected_branches", "members", "separation_of_duties", "identity",
-        "ci", "service_accounts", "promotion")
+        "ci", "service_accounts", "promotion", "windows")
 # Keys of the contract that this version does not enforce yet. A policy that holds one is
 # refused: a rule stageline would silently ignore must not look enforced.
-NOT_YET = {"signing": "signed actions", "windows": "release and freeze windows"}
+NOT_YET = {"signing": "signed actions"}
 MEMBER_KEYS = ("name", "email", "roles")
 # Variables a pushing client can set or choose, which must never name the pusher: git's
 # own, the request headers and query a web server hands to git http-backend (CGI), and
@@ -171,7 +176,52 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
                   identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
                   service_accounts=_service_accounts(doc.get("service_accounts"), members,
                                                      source),
-                  approvals_required=_approvals_required(doc.get("promotion"), source))
+                  approvals_required=_approvals_required(doc.get("promotion"), source),
+                  windows=_windows(doc.get("promotion"), doc.get("windows"), source))
+
+
+def _windows(promotion: Any, raw: Any, source: str) -> dict[str, tuple[Window, ...]]:
+    """``windows: {name: {kind, cron, duration, timezone}}``, and for each target the
+    windows ``promotion.<target>.windows`` names (a name no window has is an error)."""
+    if raw is None and not any(isinstance(spec, dict) and spec.get("windows")
+                               for spec in (promotion or {}).values()):
+        return {}
+    from stageline import windows as w  # zoneinfo and the cron parser, only when used
+
+    named: dict[str, Window] = {}
+    if raw is not None and not isinstance(raw, dict):
+        raise PolicyError(f"{source}: windows must map names to {{kind, cron, duration, "
+                          "timezone}.")
+    for name, spec in (raw or {}).items():
+        where = f"{source}: windows.{yamlsafe.show(name)}"
+        if not isinstance(name, str) or not MEMBER_ID_RE.fullmatch(name):
+            raise PolicyError(f"{where}: a window's name is letters, digits, '.', '_' and '-'.")
+        if not isinstance(spec, dict) or set(spec) != {"kind", "cron", "duration", "timezone"}:
+            raise PolicyError(f"{where} must have exactly kind, cron, duration and timezone.")
+        if spec["kind"] not in ("allow", "deny"):
+            raise PolicyError(f"{where}: kind must be allow or deny.")
+        if not isinstance(spec["timezone"], str) or not w.zone_exists(spec["timezone"]):
+            raise PolicyError(f"{where}: timezone {yamlsafe.show(spec['timezone'])} is not an "
+                              "IANA time zone such as Europe/Berlin.")
+        try:
+            named[name] = w.Window(name, spec["kind"], w.parse_cron(spec["cron"]),
+                                   w.parse_duration(spec["duration"]), spec["timezone"])
+        except w.WindowError as exc:
+            raise PolicyError(f"{where}: {exc}.") from None
+    gated: dict[str, tuple[Window, ...]] = {}
+    for target, spec in (promotion or {}).items() if isinstance(promotion, dict) else ():
+        listed = spec.get("windows") if isinstance(spec, dict) else None
+        if listed is None:
+            continue
+        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+            raise PolicyError(f"{source}: promotion.{target}.windows must be a list of window "
+                              "names.")
+        unknown = [n for n in listed if n not in named]
+        if unknown:
+            raise PolicyError(f"{source}: promotion.{target}.windows names "
+                              f"{yamlsafe.show(unknown[0])}, which windows does not define.")
+        gated[target] = tuple(named[n] for n in listed)
+    return gated
 
 
 def _approvals_required(raw: Any, source: str) -> int:
@@ -184,15 +234,8 @@ def _approvals_required(raw: Any, source: str) -> int:
     for target, spec in raw.items():
         if target not in ("staging", "production") or not isinstance(spec, dict):
             raise PolicyError(f"{source}: {shape}.")
-        for key, value in spec.items():
-            if key == "windows" and value in (None, []):
-                continue
-            if key == "windows":
-                raise PolicyError(f"{source}: promotion.{target}.windows (release and freeze "
-                                  "windows) is not supported by this version of stageline; "
-                                  "remove it until it is, so that no rule looks enforced "
-                                  "that is not.")
-            if key != "approvals" or target != "production":
+        for key in spec:
+            if key != "windows" and (key != "approvals" or target != "production"):
                 raise PolicyError(f"{source}: promotion.{target} has unknown key "
                                   f"{yamlsafe.show(key)}.")
     approvals = raw.get("production", {}).get("approvals")

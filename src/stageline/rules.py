@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from stageline import approval, trailers, yamlsafe
+from stageline import approval, trailers, windows, yamlsafe
 from stageline.approval import Approval
 from stageline.layout import (
     AGENT_DEPTH,
@@ -306,6 +307,9 @@ class CommitFacts:
     branch: str = ""  # the branch the commit enters, as refs/heads/<name>
     # the server's branches before the push (short names, lowercased)
     server_branches: frozenset[str] = frozenset()
+    # the clock windows are judged by: the server's at push time (verify: its machine's);
+    # None judges no window
+    now: datetime | None = None
     restored: dict[str, str | None] | None = None
     restore_problem: str | None = None
     # (path or None, why): objects git's own tools read in more than one way (fsck.py)
@@ -452,6 +456,10 @@ def judge_commit(facts: CommitFacts, policy: Policy, pusher: Member | None) -> l
             _judge_production(facts, agent, author, pusher, policy, bad)
         for agent in sorted(agents.get("approval", ())):
             _judge_approval(facts, agent, author, pusher, agents, bad)
+    if not merge and facts.now is not None:
+        for target in ("staging", "production"):
+            if facts.agents.get(target) and policy.windows.get(target):
+                _judge_window(facts, target, author, pusher, policy, bad)
     for path, label in facts.secrets:
         bad(path, f"this looks like {label}, and a secret pushed once stays in the history",
             "take it out of the commit before pushing, rotate it, and refer to it as "
@@ -564,6 +572,30 @@ def _judge_production(facts: CommitFacts, agent: str, author: Member, pusher: Me
                           "to production (separation of duties)",
                     "an org-admin who did not mark it pushes it")
                 return
+
+
+def _judge_window(facts: CommitFacts, target: str, author: Member, pusher: Member | None,
+                  policy: Policy, bad: Any) -> None:
+    """A push to ``target`` inside a deny window, or outside every allow window it lists,
+    is refused, unless an org-admin, author and pusher, overrides it with a
+    ``Stageline-Override: <reason>`` trailer. Rollbacks lower risk: never held back."""
+    if target == "production" and facts.trailers.get(RESTORES_TRAILER):
+        return
+    assert facts.now is not None
+    blocked = windows.blocking(list(policy.windows[target]), facts.now)
+    if blocked is None:
+        return
+    path = f"{ENV_ROOT}/{target}/{sorted(facts.agents[target])[0]}"
+    reason = facts.trailers.get(trailers.OVERRIDE, "").strip()
+    admins = all(p is None or p.has("org-admin") for p in (author, pusher))
+    if reason and admins:
+        return
+    rule = f"{target} is {blocked}"
+    if reason:
+        rule += "; only org-admins may override a window"
+    bad(path, rule, "push when the window allows it, or an org-admin overrides it with a "
+                    "'Stageline-Override: <reason>' trailer (stageline promote --override "
+                    "REASON)")
 
 
 def _holds(policy: Policy, member_id: str, role: str) -> bool:

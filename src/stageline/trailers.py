@@ -12,6 +12,7 @@ ACTION = "Stageline-Action"
 AGENT = "Stageline-Agent"
 ACTOR = "Stageline-Actor"
 RESTORES = "Stageline-Restores"
+OVERRIDE = "Stageline-Override"  # an org-admin's reason to push through a window
 
 _KEY_RE = re.compile(r"[A-Za-z0-9-]+")
 
@@ -42,4 +43,4 @@ def read(lines: str) -> dict[str, str]:
     return found
 
 
-_CANONICAL = {name.lower(): name for name in (ACTION, AGENT, ACTOR, RESTORES)}
+_CANONICAL = {name.lower(): name for name in (ACTION, AGENT, ACTOR, RESTORES, OVERRIDE)}
