@@ -65,9 +65,10 @@ def test_valid_policy_is_parsed() -> None:
     (b"organization: acme\nsigning: {require: all}\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
     (b"organization: acme\nwindows: {freeze: {kind: deny}}\n"
-     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n",
+     "must have exactly kind, cron, duration and timezone"),
     (b"organization: acme\npromotion: {production: {windows: [freeze]}}\n"
-     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "which windows does not define"),
     (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: [ssh-ed25519 A]}}\n",
      "not supported by this version"),
     (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], role: [x]}}\n",
@@ -88,7 +89,8 @@ def test_invalid_policy_is_one_sentence(text: bytes, says: str) -> None:
 def test_approvals_required_is_read() -> None:
     policy = parse_policy(b"organization: acme\npromotion:\n  production:\n"
                           b"    approvals: {required: 2}\n  staging: {windows: []}\n"
-                          b"members: {a: {email: a@x.test, roles: [qa]}}\n")
+                          b"members: {a: {email: a@x.test, roles: [qa]},"
+                          b" b: {email: b@x.test, roles: [qa]}}\n")
     assert policy.approvals_required == 2
     assert parse_policy(VALID).approvals_required == 1
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stageline import approval, rules, trailers
+from stageline import approval, rules, trailers, windows
 from stageline.approval import Approval, Mark
 from stageline.errors import Blocked, CheckFailed, PermissionDenied, RepositoryError, UsageError
 from stageline.git.objects import Entry, short_ref
@@ -249,16 +249,35 @@ def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
     return apply(ws, plan_promote(ws, actor, agent, target))
 
 
-def plan_promote(ws: Workspace, actor: Member, agent: str, target: str) -> Plan:
+def plan_promote(ws: Workspace, actor: Member, agent: str, target: str,
+                 override: str | None = None) -> Plan:
     check_agent_name(agent)
     if target == "staging":
-        return _promote_to_staging(ws, actor, agent)
+        return _promote_to_staging(ws, actor, agent, override)
     if target == "production":
-        return _promote_to_production(ws, actor, agent)
+        return _promote_to_production(ws, actor, agent, override)
     raise UsageError(f"cannot promote to {target!r}; use --to staging or --to production.")
 
 
-def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Plan:
+def window_extra(ws: Workspace, actor: Member, target: str, override: str | None,
+                 now: datetime | None = None) -> dict[str, str]:
+    """The trailer a push to ``target`` needs now: none when no window holds it back; the
+    org-admin's ``Stageline-Override`` when one does and they give a reason; otherwise the
+    push is refused ahead of the server (exit 4), naming the window and when it ends."""
+    gated = ws.policy.windows.get(target)
+    blocked = windows.blocking(list(gated), now or datetime.now(UTC)) if gated else None
+    if blocked is None:
+        return {}
+    if not override or not override.strip():
+        raise Blocked(f"{target} is {blocked}; wait for it, or an org-admin pushes through it "
+                      "with --override REASON.")
+    if not actor.has("org-admin"):
+        raise PermissionDenied(f"{actor.id} may not override a window; only org-admins may.")
+    return {trailers.OVERRIDE: " ".join(override.split())}
+
+
+def _promote_to_staging(ws: Workspace, actor: Member, agent: str,
+                        override: str | None = None) -> Plan:
     _require(actor, rules.PROMOTE_STAGING)
     dev = ws.tree("development", agent)
     if dev is None:
@@ -272,12 +291,15 @@ def _promote_to_staging(ws: Workspace, actor: Member, agent: str) -> Plan:
         env_dir("staging", agent): Entry(TREE_MODE, dev),
         approval_path(agent): None,
     }
-    message = _message(f"Promote {agent} to staging", rules.PROMOTE_STAGING, actor, agent)
+    extra = window_extra(ws, actor, "staging", override)
+    message = _message(f"Promote {agent} to staging", rules.PROMOTE_STAGING, actor, agent,
+                       extra)
     return _plan(rules.PROMOTE_STAGING, agent, actor, changes, message,
                  f"promoted {agent} to staging.")
 
 
-def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Plan:
+def _promote_to_production(ws: Workspace, actor: Member, agent: str,
+                           override: str | None = None) -> Plan:
     _require(actor, rules.PROMOTE_PRODUCTION)
     staging = ws.tree("staging", agent)
     if staging is None:
@@ -301,7 +323,9 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str) -> Plan:
                                "must.")
     _validated(ws, agent, "staging", staging, "production")
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
-    message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent)
+    extra = window_extra(ws, actor, "production", override)
+    message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent,
+                       extra)
     return _plan(rules.PROMOTE_PRODUCTION, agent, actor, changes, message,
                  f"pushed {agent} to production.")
 

@@ -149,15 +149,19 @@ def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
 @click.argument("agent", shell_complete=_complete_agents)
 @click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]),
               help="staging (from development) or production (from approved staging).")
+@click.option("--override", metavar="REASON",
+              help="Push through a release or freeze window (org-admins; the reason is "
+                   "recorded in the commit and shown by log).")
 @_DRY_RUN
 @_JSON
 @click.pass_obj
-def promote(g: Globals, agent: str, target: str, dry_run: bool, as_json: bool) -> None:
+def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: bool,
+            as_json: bool) -> None:
     """Copy development over staging, or QA-approved staging over production."""
     from stageline.actions import plan_promote, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    _report(run_plan(ws, plan_promote(ws, actor, agent, target), dry_run), as_json)
+    _report(run_plan(ws, plan_promote(ws, actor, agent, target, override), dry_run), as_json)
 
 
 @cli.command("mark-ready")
@@ -384,12 +388,16 @@ def log(g: Globals, agent: str | None, actor: str | None, action: str | None,
             click.echo("\n".join(encode(e.to_json()) for e in events))
     else:
         rows = [("TIME", "ACTION", "AGENT", "ACTOR", "PUSHER", "TREE", "COMMIT")]
-        rows += [(e.time, e.action, e.agent or "—", e.actor or "?", e.pusher or "—",
-                  _short(e.tree), e.commit[:12]) for e in events]
+        rows += [(e.time, e.action + (" (override)" if e.details.get("override") else ""),
+                  e.agent or "—", e.actor or "?", e.pusher or "—", _short(e.tree),
+                  e.commit[:12]) for e in events]
         if len(rows) == 1:
             click.echo("no events.")
             return
         _print_table(rows)
+        for e in events:
+            if e.details.get("override"):
+                click.echo(f"{e.commit[:12]} overrode a window: {e.details['override']}")
 
 
 _ENV = click.option("--env", "env", default="development", show_default=True,

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stageline import rules
+from stageline import rules, trailers
 from stageline.errors import UsageError
 from stageline.git.process import nogc
 from stageline.git.walk import CommitInfo
@@ -216,7 +216,7 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
             claimed = record.get("claimed")
             actor = member.id if member else (claimed if claimed and "\n" not in claimed
                                                else None)
-            details = {k: v for k, v in record.items() if k == "restores"}
+            details = {k: v for k, v in record.items() if k in ("restores", "override")}
             events.append(Event(oid, record["time"], record["action"], record.get("agent"),
                                 actor, record.get("tree"), None, details))
     return events
@@ -285,6 +285,9 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = F
         restores = commit.trailers.get(rules.RESTORES_TRAILER)
         if kind == "rollback" and restores:
             details["restores"] = restores
+        override = commit.trailers.get(trailers.OVERRIDE)
+        if override and kind in ("promote-to-staging", "promote-to-production"):
+            details["override"] = override
         events.append(Event(commit.oid, iso_time(commit), kind, agent,
                             actor_of(commit, ws.policy),
                             trees.get((commit.oid, where)) if where else None, None, details))

@@ -172,11 +172,17 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
         env_list = identity.get("env") if isinstance(identity, dict) else None
         identity_env = _env_names(env_list, "identity.env", source,
                                   "the pushing client can set it")
+    required = _approvals_required(doc.get("promotion"), source)
+    qa = sum(1 for m in members.values() if m.has("qa"))
+    if required > max(qa, 1):
+        raise PolicyError(f"{source}: promotion.production.approvals.required is {required}, "
+                          f"more than the {qa} members who hold qa; no tree could go to "
+                          "production.")
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
                   identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
                   service_accounts=_service_accounts(doc.get("service_accounts"), members,
                                                      source),
-                  approvals_required=_approvals_required(doc.get("promotion"), source),
+                  approvals_required=required,
                   windows=_windows(doc.get("promotion"), doc.get("windows"), source))
 
 

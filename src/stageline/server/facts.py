@@ -10,6 +10,7 @@ judges: ``rules.judge_commit`` does, on what this returns.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from stageline import approval, rules
@@ -142,7 +143,8 @@ def _tree_problems(store: Store, commits: Sequence[CommitInfo], data: Mapping[st
 
 def gather(store: Store, commits: Sequence[CommitInfo], tip: str, malformed: Malformed,
            branch: str, server_branches: frozenset[str] = frozenset(),
-           progress: Progress | None = None) -> list[rules.CommitFacts]:
+           now: datetime | None = None, progress: Progress | None = None
+           ) -> list[rules.CommitFacts]:
     """What the rules need of each commit, read in one batch: the agent trees and
     approval records at the commit, the records at its first parent where it changes
     them, and the contents of the files it changes under environments/ and settings/
@@ -208,7 +210,7 @@ def gather(store: Store, commits: Sequence[CommitInfo], tip: str, malformed: Mal
             approvals, policy_blob=policy_blob, restored=restored,
             restore_problem=restore_problem, malformed=malformed.get(c.oid, ()),
             empty_tree=store.empty_tree, previous_approvals=previous,
-            secrets=found_secrets, branch=branch, server_branches=server_branches))
+            secrets=found_secrets, branch=branch, server_branches=server_branches, now=now))
     return facts
 
 

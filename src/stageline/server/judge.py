@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from stageline import rules
@@ -88,6 +89,9 @@ class Enforcer:
         # records them: what post-receive logs is exactly this.
         self.judged: list[dict[str, str | None]] = []
         self.policy_changed: list[str] = []  # protected refs whose push changes the policy
+        # Windows are judged by this machine's clock when judging starts (the server's,
+        # in the hook): never a commit's date, which the pusher writes.
+        self.now = datetime.now(UTC)
 
     def check(self, update: RefUpdate, env: Mapping[str, str] | None,
               pusher_id: str | None = None, force_protected: bool = False) -> list[Violation]:
@@ -265,7 +269,7 @@ class Enforcer:
               branch: str = "") -> list[Violation]:
         existing = frozenset(short_ref(b).lower() for b in self.policies.branches())
         found = facts.gather(self.store, commits, tip, malformed or {}, branch, existing,
-                             self.progress)
+                             self.now, self.progress)
         if self.progress:
             self.progress.phase("checking commits", len(found))
         violations: list[Violation] = []
