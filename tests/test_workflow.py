@@ -255,8 +255,9 @@ def test_status_table(ready_org: Path) -> None:
     assert cells[1] == tree(ready_org, "HEAD", DEV)[:7]
     assert cells[3] == "—"
     assert cells[4:7] == ["yes", "no", "yes"]
-    assert cells[7] == "none"  # marked ready without conversation tests
-    assert cells[8] == "olga/alice/—"
+    assert cells[7:11] == ["1", "of", "1", "(quinn)"]
+    assert cells[11] == "none"  # marked ready without conversation tests
+    assert cells[12] == "olga/alice/—"
 
 
 def test_status_of_unknown_agent_is_blocked(org: Path) -> None:

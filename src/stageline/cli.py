@@ -189,6 +189,12 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
+def _marks(status: AgentStatus) -> str:
+    """QA's marks of the current staging tree against the policy's: "1 of 2 (quinn)"."""
+    named = f" ({', '.join(status.markers)})" if status.markers else ""
+    return f"{len(status.markers)} of {status.required}{named}"
+
+
 def _tests(status: AgentStatus) -> str:
     """The approval's conversation-test summary: QA sees when an agent has none."""
     if not status.ready or status.tests_passed is None:
@@ -218,14 +224,16 @@ def status(g: Globals, agent: str | None, as_json: bool) -> None:
         _emit_json({"agents": [s.to_json() for s in statuses]})
         return
     header = ("AGENT", "DEVELOPMENT", "STAGING", "PRODUCTION", "STG=DEV", "PROD=STG", "READY",
-              "TESTS", "LAST (DEV/STG/PROD)")
+              "MARKS", "TESTS", "LAST (DEV/STG/PROD)", "BLOCKED")
     rows = [header]
     for s in statuses:
         last = "/".join((s.last[e].actor or "?") if s.last[e] else "—"  # type: ignore[union-attr]
                         for e in ("development", "staging", "production"))
         rows.append((s.name, _short(s.trees["development"]), _short(s.trees["staging"]),
                      _short(s.trees["production"]), _yes(s.staging_equals_development),
-                     _yes(s.production_equals_staging), _yes(s.ready), _tests(s), last))
+                     _yes(s.production_equals_staging), _yes(s.ready),
+                     _marks(s), _tests(s), last,
+                     "; ".join(s.blocked_by) or "—"))
     # Green where the line is in step, yellow where something waits to move along it.
     _print_table(rows, lambda col, cell: {"yes": "green", "no": "yellow"}.get(cell)
                  if 4 <= col <= 6 else None)
@@ -259,11 +267,14 @@ def list_agents(g: Globals, as_json: bool) -> None:
     if as_json:
         _emit_json({"agents": agents})
         return
-    rows = [("AGENT", "ENVIRONMENTS", "READY")]
+    rows = [("AGENT", "ENVIRONMENTS", "READY", "MARKS")]
     for item in agents:
         ready = item.get("ready_for_production")
+        marks = item.get("approvals")
         rows.append((item["name"], ", ".join(item["environments"]),
-                     "—" if ready is None else _yes(ready)))
+                     "—" if ready is None else _yes(ready),
+                     "—" if marks is None else f"{marks['marks']} of {marks['required']}"
+                     + (f" ({', '.join(marks['by'])})" if marks["by"] else "")))
     _print_table(rows)
 
 

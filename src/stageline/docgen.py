@@ -64,6 +64,8 @@ JSON_SHAPES: dict[str, str] = {
     "production_equals_staging": false,
     "ready_for_production": false,
     "marked_by": "<member id>|null",
+    "approvals": {"marks": 1, "required": 2, "by": ["quinn"]},
+    "blocked_by": ["approvals 1 of 2 (quinn)"],
     "tests": {"passed": 3, "failed": 0}
   }]
 }""",
@@ -71,7 +73,8 @@ JSON_SHAPES: dict[str, str] = {
   "agents": [{
     "name": "support-bot",
     "environments": {"staging": {"tree": "<id>"}},
-    "ready_for_production": true
+    "ready_for_production": true,
+    "approvals": {"marks": 2, "required": 2, "by": ["quinn", "rita"]}
   }]
 }""",
     "history": """{

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from stageline import approval, rules
+from stageline import approval, rules, windows
 from stageline.approval import Approval
 from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
@@ -38,6 +39,9 @@ class AgentStatus:
     marked_by: str | None
     last: dict[str, LastAction | None]
     tests_passed: int | None = None  # the approval's conversation-test summary
+    markers: tuple[str, ...] = ()  # who marked the current staging tree, oldest first
+    required: int = 1  # marks production needs
+    blocked_by: tuple[str, ...] = ()  # why production could not be pushed now
 
     @property
     def staging_equals_development(self) -> bool:
@@ -61,6 +65,9 @@ class AgentStatus:
             "production_equals_staging": self.production_equals_staging,
             "ready_for_production": self.ready,
             "marked_by": self.marked_by,
+            "approvals": {"marks": len(self.markers), "required": self.required,
+                          "by": list(self.markers)},
+            "blocked_by": list(self.blocked_by),
             "tests": None if self.tests_passed is None else {"passed": self.tests_passed,
                                                              "failed": 0},
         }
@@ -106,14 +113,23 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     actions = {oid: LastAction(oid, actor_of(c, ws.policy), action_of(c), c.author_time)
                for oid, c in commits.items()}
     result = []
+    now = datetime.now(UTC)
+    frozen = windows.blocking(list(ws.policy.windows.get("production", ())), now) \
+        if ws.policy.windows.get("production") else None
     for name in names:
         record = approvals.get(name)
-        ready = approval.problem(record, name, trees["staging"].get(name)) is None
-        approved = record if isinstance(record, Approval) and ready else None
+        staging = trees["staging"].get(name)
+        problem = approval.problem(record, name, staging)
+        approved = record if isinstance(record, Approval) and problem is None else None
         if approved is not None:
-            ready = approval.shortfall(approved, ws.policy.approvals_required,
-                                       lambda m: (who := ws.policy.member(m)) is not None
-                                       and who.has("qa")) is None
+            problem = approval.shortfall(approved, ws.policy.approvals_required,
+                                         lambda m: (who := ws.policy.member(m)) is not None
+                                         and who.has("qa"))
+        ready = problem is None
+        blocked: list[str] = []
+        if staging is not None and staging != trees["production"].get(name):
+            blocked += [problem] if problem else []
+            blocked += [f"production is {frozen}"] if frozen else []
         result.append(AgentStatus(
             name,
             {env: trees[env].get(name) for env in ENVIRONMENTS},
@@ -122,6 +138,9 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
             {env: actions[oid] if (oid := winners.get((env, name))) else None
              for env in ENVIRONMENTS},
             approved.tests_passed if approved else None,
+            approved.markers if approved else (),
+            ws.policy.approvals_required,
+            tuple(blocked),
         ))
     return result
 
@@ -207,5 +226,7 @@ def visible_agents(statuses: list[AgentStatus], member: Member) -> list[dict[str
             env: {"tree": status.trees[env]} for env in present}}
         if "staging" in envs:
             item["ready_for_production"] = status.ready
+            item["approvals"] = {"marks": len(status.markers), "required": status.required,
+                                 "by": list(status.markers)}
         shown.append(item)
     return shown
