@@ -148,6 +148,7 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
 
     run("promote", "promote", agent, "--to", "staging", actor="alice")
     run("mark-ready", "mark-ready", agent, actor="quinn")
+    sl(sample, "mark-ready", agent, actor="rita")  # the sample asks for two marks
     sl(sample, "promote", agent, "--to", "production", actor="olga")
     (sample / "environments/development" / agent / "agent.yaml").write_text(
         (sample / "environments/development" / agent / "agent.yaml").read_text()
@@ -155,6 +156,7 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
     commit_all(sample, "alice", "Bigger model")
     sl(sample, "promote", agent, "--to", "staging", actor="alice")
     sl(sample, "mark-ready", agent, actor="quinn")
+    sl(sample, "mark-ready", agent, actor="rita")
     sl(sample, "promote", agent, "--to", "production", actor="olga")
     run("rollback", "rollback", agent, actor="olga")
     run("agent new", "agent", "new", "fresh-bot", actor="alice")

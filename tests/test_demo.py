@@ -16,7 +16,8 @@ def test_demo_plays_the_three_roles_and_ends_with_a_rejected_push() -> None:
     result = sl(None, "demo")
     assert result.code == OK, result.err
     out = result.out
-    assert out.count("→ accepted") == 4
+    assert out.count("→ accepted") == 5
+    assert "approvals 1 of 2 (quinn)" in result.err and "→ refused (exit 4)" in out
     assert "promoted billing-support to staging" in out
     assert "marked billing-support Ready for Production" in out
     assert "pushed billing-support to production" in out

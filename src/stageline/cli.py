@@ -560,6 +560,8 @@ def hook_uninstall(server_repo: str, layout: str) -> None:
 @click.pass_obj
 def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json: bool) -> None:
     """The server's rules over a range of commits, for CI checks; exit 1 on violations."""
+    from datetime import UTC, datetime
+
     from stageline.errors import CheckFailed, UsageError
     from stageline.git.store import Store
     from stageline.server.hooks import verify as run_verify
@@ -570,7 +572,7 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
     from stageline.progress import Progress
 
     with Store.open(g.repo) as store, Progress() as progress:
-        ref, violations = run_verify(store, old, new, ref, pusher, progress)
+        ref, violations, windows = run_verify(store, old, new, ref, pusher, progress)
     if as_json:
         _emit_json({"ref": ref, "range": range_, "pusher_checked": pusher is not None,
                     "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
@@ -578,6 +580,10 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
     else:
         if pusher is None:
             click.echo("stageline: checking commit authors only (no --pusher given).", err=True)
+        if windows:
+            click.echo("stageline: release and freeze windows judged by this machine's clock "
+                       f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC), not the server's.",
+                       err=True)
         for v in violations:
             click.echo(v.line())
         if not violations:

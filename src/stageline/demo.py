@@ -63,6 +63,9 @@ def run_demo(keep: bool, echo: Echo, run: Callable[[list[str]], int]) -> None:
         step("quinn", "qa", "list", push=False)
         step("quinn", "qa", "test", "billing-support", "--env", "staging", push=False)
         step("quinn", "qa", "mark-ready", "billing-support")
+        step("olga", "org-admin", "promote", "billing-support", "--to", "production",
+             push=False)  # one mark of the two the policy asks for: refused
+        step("rita", "qa", "mark-ready", "billing-support")
         step("olga", "org-admin", "promote", "billing-support", "--to", "production")
         step("alice", "developer", "promote", "sales-qualifier", "--to", "production",
              push=False)

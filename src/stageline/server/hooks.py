@@ -208,7 +208,7 @@ def _take_judged(store: Store, key: str) -> list[dict[str, str | None]] | None:
 
 
 def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None,
-           progress: Progress | None = None) -> tuple[str, list[Violation]]:
+           progress: Progress | None = None) -> tuple[str, list[Violation], bool]:
     """The server's rules over ``old..new``, judged as an update of ``ref`` (``verify``)."""
     old_oid = store.resolve(old)
     new_oid = store.resolve(new)
@@ -227,8 +227,9 @@ def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None
     # the range is judged as a push whose old tip is OLD: when it updates the default
     # branch, OLD is that branch's tip, whatever the clone last fetched
     enforcer.policies.use_default(default, old_oid if default == ref else tip)
-    return ref, enforcer.check(RefUpdate(old_oid, new_oid, ref), None, pusher,
-                               force_protected=True)
+    violations = enforcer.check(RefUpdate(old_oid, new_oid, ref), None, pusher,
+                                force_protected=True)
+    return ref, violations, bool(policy is not None and policy.windows)
 
 
 def _default_of_clone(store: Store, policy: Policy | None) -> tuple[str | None, str | None]:
