@@ -137,13 +137,14 @@ def test_a_bad_window_policy_is_exit_5_with_the_key(old: str, new: str, says: st
 # -- the hook and the CLI, by the real clock ---------------------------------------------
 
 
-def _freeze_now(clone: Path, server: Path) -> None:
+def _freeze_now(clone: Path, server: Path, required: int = 1) -> None:
     """A daily deny window on production that opened two minutes ago (UTC), for 2 hours."""
     began = datetime.now(UTC) - timedelta(minutes=2)
     policy = clone / "stageline.yaml"
     policy.write_text(policy.read_text() + (
         f"windows:\n  freeze: {{kind: deny, cron: \"{began.minute} {began.hour} * * *\", "
-        "duration: 2h, timezone: UTC}\npromotion:\n  production: {windows: [freeze]}\n"))
+        "duration: 2h, timezone: UTC}\npromotion:\n  production: {windows: [freeze], "
+        f"approvals: {{required: {required}}}}}\n"))
     commit_all(clone, "olga", "Freeze production")
     accepted(clone, server, "olga")
 
@@ -194,3 +195,16 @@ def test_a_rollback_goes_through_a_freeze(clone: Path, server: Path) -> None:
     _freeze_now(clone, server)
     assert sl(clone, "rollback", "support-bot", actor="olga").code == OK
     accepted(clone, server, "olga")
+
+
+def test_a_dry_run_lists_every_reason_production_is_blocked(clone: Path, server: Path) -> None:
+    ready(clone, server)
+    _freeze_now(clone, server, required=2)
+    result = sl(clone, "promote", "support-bot", "--to", "production", "--dry-run", actor="olga")
+    assert result.code == BLOCKED
+    assert result.out.split("\n")[0] == "blocked: approvals 1 of 2 (quinn)"
+    assert "blocked: production is frozen by freeze until" in result.out
+    status = sl(clone, "status", "support-bot", "--json")
+    import json
+
+    assert len(json.loads(status.out)["agents"][0]["blocked_by"]) == 2
