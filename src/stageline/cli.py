@@ -161,17 +161,15 @@ def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: 
     from stageline.actions import plan_promote, run_plan
 
     ws, actor = _workspace_and_actor(g)
-    if dry_run and target == "production":
+    if dry_run and target == "production" and actor.has("org-admin"):
+        # every reason at once, where the command itself stops at the first
         from stageline.errors import Blocked
         from stageline.inventory import collect
 
         found = collect(ws, agent, with_last=False)
         blocked = found[0].blocked_by if found else ()
         if blocked and not override:
-            for reason in blocked:
-                click.echo(f"blocked: {reason}")
-            raise Blocked(f"{agent} cannot go to production now ({len(blocked)} reason(s) "
-                          "above).")
+            raise Blocked(f"{agent} cannot go to production now: {'; '.join(blocked)}.")
     _report(run_plan(ws, plan_promote(ws, actor, agent, target, override), dry_run), as_json)
 
 
