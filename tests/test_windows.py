@@ -4,6 +4,7 @@ CLI with a window that opened minutes ago by the real clock."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from conftest import commit_all, git, sl
 from servers import PRD, STG, accepted, copy_dir, ready, rejected
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED
+from stageline.layout import PUSH_LOG
 from stageline.policy import PolicyError, parse_policy
 from stageline.windows import Window, WindowError, blocking, parse_cron, parse_duration
 
@@ -169,6 +171,13 @@ def test_a_production_push_in_a_freeze_is_refused_and_an_override_passes(
     shown = sl(clone, "log")
     assert "promote-to-production (override)" in shown.out
     assert "overrode a window: incident 42: refunds fail" in shown.out
+    history = sl(clone, "history", "support-bot")
+    assert "promote (override)" in history.out
+    newest = json.loads(sl(clone, "history", "support-bot", "--json").out)["versions"][0]
+    assert newest["override"] == "incident 42: refunds fail"
+    last = json.loads((server / PUSH_LOG).read_text().splitlines()[-1])
+    assert last["overrides"] == [{"commit": git(clone, "rev-parse", "HEAD").strip(),
+                                  "reason": "incident 42: refunds fail"}]
 
 
 def test_an_override_by_a_developer_is_no_override(clone: Path, server: Path) -> None:

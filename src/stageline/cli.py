@@ -322,8 +322,8 @@ def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) 
                     "versions": [v.to_json() for v in versions]})
         return
     rows = [("COMMIT", "TREE", "ACTION", "ACTOR", "TIME")]
-    rows += [(v.commit[:12], _short(v.tree), v.action, v.actor or "?", v.time)
-             for v in versions]
+    rows += [(v.commit[:12], _short(v.tree), v.action + (" (override)" if v.override else ""),
+              v.actor or "?", v.time) for v in versions]
     if len(rows) == 1:
         click.echo(f"{agent} has never been in {env}.")
         return

@@ -81,7 +81,8 @@ JSON_SHAPES: dict[str, str] = {
   "agent": "support-bot",
   "environment": "production",
   "versions": [{"commit": "<id>", "tree": "<id>|null", "action": "promote|rollback|edit|...",
-                "actor": "<member id>|null", "time": "<ISO 8601>"}]
+                "actor": "<member id>|null", "time": "<ISO 8601>",
+                "override": "<an org-admin's reason for pushing through a window>|null"}]
 }""",
     "diff": """{
   "agent": "support-bot",

@@ -42,10 +42,11 @@ class Version:
     action: str
     actor: str | None
     time: str
+    override: str | None = None  # an org-admin's reason for pushing through a window
 
     def to_json(self) -> dict[str, Any]:
         return {"commit": self.commit, "tree": self.tree, "action": self.action,
-                "actor": self.actor, "time": self.time}
+                "actor": self.actor, "time": self.time, "override": self.override}
 
 
 def iso_time(commit: CommitInfo) -> str:
@@ -74,8 +75,11 @@ def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> li
     trees = ws.store.trees_at([(c.oid, path) for c in commits])
     versions = []
     for commit, tree in zip(commits, trees, strict=True):
-        versions.append(Version(commit.oid, tree, _version_action(commit, env),
-                                actor_of(commit, ws.policy), iso_time(commit)))
+        action = _version_action(commit, env)
+        override = commit.trailers.get(trailers.OVERRIDE, "").strip() \
+            if action == "promote" else ""
+        versions.append(Version(commit.oid, tree, action, actor_of(commit, ws.policy),
+                                iso_time(commit), override or None))
     return versions
 
 

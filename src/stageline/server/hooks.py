@@ -149,7 +149,7 @@ def _push_key(stdin: bytes, env: Mapping[str, str]) -> str:
     return hashlib.sha256(stdin + b"\0" + who.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _keep_judged(store: Store, key: str, judged: list[dict[str, str | None]]) -> None:
+def _keep_judged(store: Store, key: str, judged: list[dict[str, object]]) -> None:
     """Write pre-receive's record of this push (an error rejects the push: an accepted
     update of a protected branch that the log would miss is a hole in the audit)."""
     folder = store.git_dir / JUDGED_DIR
@@ -195,7 +195,7 @@ def _append_log(store: Store, records: Sequence[Mapping[str, object]]) -> None:
         os.close(fd)
 
 
-def _take_judged(store: Store, key: str) -> list[dict[str, str | None]] | None:
+def _take_judged(store: Store, key: str) -> list[dict[str, object]] | None:
     path = store.git_dir / JUDGED_DIR / f"{key}.json"
     try:
         records = json.loads(path.read_text(encoding="utf-8"))

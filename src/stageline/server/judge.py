@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from stageline import rules
+from stageline import rules, trailers
 from stageline.errors import UsageError
 from stageline.git.objects import is_null_oid, short_ref
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
-from stageline.layout import POLICY_FILE
+from stageline.layout import ENV_ROOT, POLICY_FILE
 from stageline.policy import Member, Policy, first_set
 from stageline.rules import Violation
 from stageline.server import facts
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 # A ref name holds no ASCII control character or space, but may hold any other character,
 # Unicode spaces and line breaks (NBSP, NEL, U+2028) included.
 _LINE_RE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ([^\x00-\x20\x7f]+)")
+# Where an override matters: the environments only promotions write.
+_GUARDED = (f"{ENV_ROOT}/staging/", f"{ENV_ROOT}/production/")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Enforcer:
         self.policies = Policies(store)
         # The updates judged as protected branches (bootstrap included), as the push log
         # records them: what post-receive logs is exactly this.
-        self.judged: list[dict[str, str | None]] = []
+        self.judged: list[dict[str, object]] = []
         self.policy_changed: list[str] = []  # protected refs whose push changes the policy
         # Windows are judged by this machine's clock when judging starts (the server's,
         # in the hook): never a commit's date, which the pusher writes.
@@ -171,6 +173,11 @@ class Enforcer:
             commits = self.store.walk([update.new, "--not", *tips], trees=True)
         if any(ch.path == POLICY_FILE for c in commits for ch in c.changes):
             self.policy_changed.append(update.ref)
+        overrides = [{"commit": c.oid, "reason": c.trailers[trailers.OVERRIDE].strip()}
+                     for c in commits if c.trailers.get(trailers.OVERRIDE, "").strip()
+                     and any(ch.path.startswith(_GUARDED) for ch in c.changes)]
+        if overrides and self.judged and self.judged[-1]["ref"] == update.ref:
+            self.judged[-1]["overrides"] = overrides  # the push log shows them
         malformed = facts.malformed(self.store, commits)
         violations: list[Violation] = []
         for policy in policies:
