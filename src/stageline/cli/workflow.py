@@ -1,0 +1,109 @@
+"""The commands that commit: init, agent new, promote, mark-ready, rollback."""
+
+from __future__ import annotations
+
+import click
+
+from stageline.cli.base import (
+    DRY_RUN_OPTION,
+    JSON_OPTION,
+    Globals,
+    cli,
+    complete_agents,
+    report_outcome,
+    workspace_and_actor,
+)
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.option("--org", required=True, help="The organization's name.")
+@click.option("--admin", required=True, metavar="ID", help="The first org-admin's login name.")
+@click.option("--admin-email", required=True, metavar="EMAIL")
+@click.option("--admin-name", metavar="NAME")
+@click.option("--branch", default="main", show_default=True, help="The protected branch.")
+@JSON_OPTION
+def init(path: str, org: str, admin: str, admin_email: str, admin_name: str | None,
+         branch: str, as_json: bool) -> None:
+    """Create a new organization repository."""
+    from stageline.actions import init_organization
+
+    report_outcome(init_organization(path, org, admin, admin_email, admin_name, branch), as_json)
+
+
+@cli.group()
+def agent() -> None:
+    """Create agents."""
+
+
+@agent.command("new")
+@click.argument("name")
+@DRY_RUN_OPTION
+@JSON_OPTION
+@click.pass_obj
+def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
+    """Scaffold the smallest valid agent in development and commit it."""
+    from stageline.actions import plan_new_agent, run_plan
+
+    ws, actor = workspace_and_actor(g)
+    report_outcome(run_plan(ws, plan_new_agent(ws, actor, name), dry_run), as_json)
+
+
+@cli.command()
+@click.argument("agent", shell_complete=complete_agents)
+@click.option("--to", "target", required=True, type=click.Choice(["staging", "production"]),
+              help="staging (from development) or production (from approved staging).")
+@click.option("--override", metavar="REASON",
+              help="Push through a release or freeze window (org-admins; the reason is "
+                   "recorded in the commit and shown by log).")
+@DRY_RUN_OPTION
+@JSON_OPTION
+@click.pass_obj
+def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: bool,
+            as_json: bool) -> None:
+    """Copy development over staging, or QA-approved staging over production."""
+    from stageline.actions import plan_promote, run_plan
+
+    ws, actor = workspace_and_actor(g)
+    if dry_run and target == "production" and actor.has("org-admin"):
+        # every reason at once, where the command itself stops at the first
+        from stageline.errors import Blocked
+        from stageline.inventory import collect
+
+        found = collect(ws, agent, with_last=False)
+        blocked = found[0].blocked_by if found else ()
+        if blocked and not override:
+            raise Blocked(f"{agent} cannot go to production now: {'; '.join(blocked)}.")
+    report_outcome(run_plan(ws, plan_promote(ws, actor, agent, target, override), dry_run), as_json)
+
+
+@cli.command("mark-ready")
+@click.argument("agent", shell_complete=complete_agents)
+@click.option("--withdraw", is_flag=True,
+              help="Take back your own mark of the current staging tree.")
+@DRY_RUN_OPTION
+@JSON_OPTION
+@click.pass_obj
+def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, as_json: bool) -> None:
+    """Mark the agent's current staging tree Ready for Production (QA), or withdraw your
+    mark."""
+    from stageline.actions import plan_mark_ready, plan_withdraw, run_plan
+
+    ws, actor = workspace_and_actor(g)
+    plan = plan_withdraw(ws, actor, agent) if withdraw else plan_mark_ready(ws, actor, agent)
+    report_outcome(run_plan(ws, plan, dry_run), as_json)
+
+
+@cli.command()
+@click.argument("agent", shell_complete=complete_agents)
+@click.option("--to", "rev", metavar="REV",
+              help="An earlier commit of the branch (default: the previous production version).")
+@DRY_RUN_OPTION
+@JSON_OPTION
+@click.pass_obj
+def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, as_json: bool) -> None:
+    """Restore production to an earlier production state (org-admin)."""
+    from stageline.actions import plan_rollback, run_plan
+
+    ws, actor = workspace_and_actor(g)
+    report_outcome(run_plan(ws, plan_rollback(ws, actor, agent, rev), dry_run), as_json)
