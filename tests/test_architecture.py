@@ -75,3 +75,9 @@ def test_only_git_starts_processes() -> None:
              if "subprocess" in path.read_text(encoding="utf-8")
              and ("import subprocess" in path.read_text(encoding="utf-8"))}
     assert users == {"stageline.git.process", "stageline.server.hooks"}
+
+
+def test_no_source_file_is_over_700_lines() -> None:
+    long = {name: n for name, path in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").split("\n"))) > 700}
+    assert long == {}
