@@ -343,19 +343,19 @@ ESC = "\x1b["
 
 
 def test_status_is_coloured_on_a_terminal_only(ready_org: Path) -> None:
-    code, out, _ = stageline("--repo", str(ready_org), "status", tty=("stdout",))
+    code, out, _ = stageline("--repo", str(ready_org), "status", "-o", "wide", tty=("stdout",))
     assert code == OK
     assert f"{ESC}1mAGENT" in out  # bold header
     assert f"{ESC}32myes" in out  # in step: green
     assert f"{ESC}33mno" in out  # waiting: yellow
-    code, plain, _ = stageline("--repo", str(ready_org), "status")
+    code, plain, _ = stageline("--repo", str(ready_org), "status", "-o", "wide")
     assert code == OK and ESC not in plain
     # same text, colour aside
     assert click.unstyle(out) == plain
-    code, out, _ = stageline("--repo", str(ready_org), "status", tty=("stdout",),
+    code, out, _ = stageline("--repo", str(ready_org), "status", "-o", "wide", tty=("stdout",),
                              env={"NO_COLOR": "1"})
     assert code == OK and ESC not in out and out == plain
-    code, out, _ = stageline("--repo", str(ready_org), "status", tty=("stdout",),
+    code, out, _ = stageline("--repo", str(ready_org), "status", "-o", "wide", tty=("stdout",),
                              env={"TERM": "dumb"})
     assert ESC not in out
 

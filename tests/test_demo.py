@@ -16,17 +16,19 @@ def test_demo_plays_the_three_roles_and_ends_with_a_rejected_push() -> None:
     result = sl(None, "demo")
     assert result.code == OK, result.err
     out = result.out
-    assert out.count("→ accepted") == 5
+    assert out.count("→ accepted") == 1  # alice's plain git push
+    assert out.count("pushed to origin main: the server accepted it.") == 4
     assert "approvals 1 of 2 (quinn)" in result.err and "→ refused (exit 4)" in out
     assert "promoted billing-support to staging" in out
     assert "marked billing-support Ready for Production" in out
-    assert "pushed billing-support to production" in out
+    assert "promoted billing-support to production" in out
     assert "→ refused (exit 3)" in out
     assert "git push (as dan) → REJECTED" in out
     assert "production must be an exact copy of staging" in out
     final = out.rsplit("$ stageline status", 1)[1]
     row = next(line for line in final.splitlines() if line.startswith("billing-support"))
-    assert row.split()[4:7] == ["yes", "yes", "yes"]
+    assert row.split()[1] == row.split()[2] == row.split()[3]  # dev = staging = production
+    assert row.split()[4:] == ["yes", "2", "of", "2"]
     where = re.search(r"server \((.+?)/server\.git\)", out)
     assert where and not Path(where.group(1)).exists()
 

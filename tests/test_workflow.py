@@ -245,9 +245,33 @@ def test_status_json_shape(ready_org: Path) -> None:
 
 
 def test_status_table(ready_org: Path) -> None:
+    """80 columns by default: trees, READY and the count of marks; what blocks production
+    under the table."""
     result = sl(ready_org, "status")
     assert result.code == OK
-    header, row = result.out.splitlines()
+    where, header, row = result.out.splitlines()
+    assert where == "main, tracking no server branch (commits stay here until pushed)"
+    assert header.split() == ["AGENT", "DEV", "STAGING", "PROD", "READY", "MARKS"]
+    cells = row.split()
+    assert cells[0] == "support-bot"
+    assert cells[1] == tree(ready_org, "HEAD", DEV)[:7]
+    assert cells[3] == "—"
+    assert cells[4:] == ["yes", "1", "of", "1"]
+
+
+def test_status_fits_80_columns_and_says_what_blocks(staged_org: Path) -> None:
+    result = sl(staged_org, "status")
+    assert result.code == OK
+    lines = result.out.splitlines()
+    assert lines[-1] == ("support-bot cannot go to production now: support-bot has not been "
+                         "marked Ready for Production.")
+    assert max(len(line) for line in lines[:-1]) <= 80
+
+
+def test_status_wide_has_every_column(ready_org: Path) -> None:
+    result = sl(ready_org, "status", "-o", "wide")
+    assert result.code == OK
+    header, row = result.out.splitlines()[1:]
     assert header.split()[:7] == ["AGENT", "DEVELOPMENT", "STAGING", "PRODUCTION", "STG=DEV",
                                   "PROD=STG", "READY"]
     cells = row.split()

@@ -74,6 +74,7 @@ class Outcome:
     agent: str | None = None
     dry_run: bool = False
     preview: Preview | None = None
+    next: str = ""  # what the workflow asks for after this commit, once it is pushed
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "agent": self.agent, "commit": self.commit,
@@ -95,6 +96,7 @@ class Plan:
     author: Identity | None = None
     message: str = ""
     changes: dict[str, Entry | None] = field(default_factory=dict)
+    next: str = ""  # the next step of the workflow, said once the commit is made
 
 
 def apply(ws: Workspace, plan: Plan) -> Outcome:
@@ -103,7 +105,7 @@ def apply(ws: Workspace, plan: Plan) -> Outcome:
         return Outcome(None, plan.summary, plan.action, plan.agent)
     commit = ws.store.apply(ws.ref, ws.head, plan.changes, plan.message, plan.author)
     return Outcome(commit, plan.summary if commit else "nothing to change.", plan.action,
-                   plan.agent)
+                   plan.agent, next=plan.next if commit else "")
 
 
 def preview(ws: Workspace, plan: Plan) -> Outcome:
@@ -139,8 +141,8 @@ def _message(subject: str, action: str, actor: Member, agent: str | None = None,
 
 
 def _plan(action: str, agent: str, actor: Member, changes: dict[str, Entry | None],
-          message: str, done: str) -> Plan:
-    return Plan(action, agent, done, Identity(actor.name, actor.email), message, changes)
+          message: str, done: str, then: str = "") -> Plan:
+    return Plan(action, agent, done, Identity(actor.name, actor.email), message, changes, then)
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,8 @@ def _promote_to_staging(ws: Workspace, actor: Member, agent: str,
     message = _message(f"Promote {agent} to staging", rules.PROMOTE_STAGING, actor, agent,
                        extra)
     return _plan(rules.PROMOTE_STAGING, agent, actor, changes, message,
-                 f"promoted {agent} to staging.")
+                 f"promoted {agent} to staging.",
+                 f"QA tests it and runs 'stageline mark-ready {agent}'")
 
 
 def _promote_to_production(ws: Workspace, actor: Member, agent: str,
@@ -327,7 +330,7 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str,
     message = _message(f"Push {agent} to production", rules.PROMOTE_PRODUCTION, actor, agent,
                        extra)
     return _plan(rules.PROMOTE_PRODUCTION, agent, actor, changes, message,
-                 f"pushed {agent} to production.")
+                 f"promoted {agent} to production.")
 
 
 def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:
@@ -364,8 +367,13 @@ def plan_mark_ready(ws: Workspace, actor: Member, agent: str) -> Plan:
         approval_path(agent): Entry(FILE_MODE, ws.store.hash_blob(text.encode())),
     }
     message = _message(f"Mark {agent} Ready for Production", rules.MARK_READY, actor, agent)
+    marks, required = len(earlier) + 1, ws.policy.approvals_required
+    then = (f"an org-admin runs 'stageline promote {agent} --to production'"
+            if marks >= required else
+            f"another QA member runs 'stageline mark-ready {agent}' ({marks} of {required} "
+            "marks)")
     return _plan(rules.MARK_READY, agent, actor, changes, message,
-                 f"marked {agent} Ready for Production.")
+                 f"marked {agent} Ready for Production.", then)
 
 
 def plan_withdraw(ws: Workspace, actor: Member, agent: str) -> Plan:
@@ -451,7 +459,9 @@ def plan_new_agent(ws: Workspace, actor: Member, agent: str) -> Plan:
     changes: dict[str, Entry | None] = {env_dir("development", agent): Entry(TREE_MODE, tree)}
     message = _message(f"Create agent {agent}", rules.CREATE_AGENT, actor, agent)
     return _plan(rules.CREATE_AGENT, agent, actor, changes, message,
-                 f"created {agent} in development.")
+                 f"created {agent} in development.",
+                 f"edit environments/development/{agent}/, commit, and run 'stageline promote "
+                 f"{agent} --to staging'")
 
 
 def init_organization(path: str, org: str, admin: str, email: str, name: str | None,

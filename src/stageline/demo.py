@@ -1,15 +1,17 @@
 """``stageline demo``: the whole workflow, played by the three roles on the sample organization.
 
 A bare repository with the pre-receive hook installed plays the Git server, a
-clone plays the team's laptop, and every step is a real stageline command (or a
-plain git edit) followed by a real ``git push`` as that member.
+clone plays the team's laptop, and every step is a real stageline command with
+``--push`` (or a plain git edit and ``git push``), pushed as that member.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stageline.actions import import_organization
@@ -45,16 +47,13 @@ def run_demo(keep: bool, echo: Echo, run: Callable[[list[str]], int]) -> None:
         clone.run("config", "user.email", "nobody@example.test")
 
         def step(member: str, role: str, *args: str, push: bool = True) -> int:
-            echo(f"\n[{member} · {role}] $ stageline {' '.join(args)}")
-            code = run(["--repo", work, "--as", member, *args])
+            shown = [*args, "--push"] if push else list(args)
+            echo(f"\n[{member} · {role}] $ stageline {' '.join(shown)}")
+            # A local server learns who pushes from REMOTE_USER (docs/server-setup.md).
+            with _pushing_as(member):
+                code = run(["--repo", work, "--as", member, *shown])
             if code != 0:
                 echo(f"  → refused (exit {code})")
-            if push and code == 0:
-                ok, said = clone.push("origin", "HEAD:refs/heads/main",
-                                      {"REMOTE_USER": member})
-                echo(f"  $ git push (as {member}) → {'accepted' if ok else 'REJECTED'}")
-                if not ok:
-                    echo(_indent(said))
             return code
 
         step("olga", "org-admin", "status", push=False)
@@ -91,10 +90,23 @@ def _developer_edit(clone: Store, work: str, echo: Echo) -> None:
     text = target.read_text()
     target.write_text(text.replace("greeting: \"", "greeting: \"Thanks for calling! ", 1))
     clone.run("commit", "-q", "-am", "Warmer greeting for billing-support", env=_author("alice"))
-    ok, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "alice"})
+    ok, _report, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "alice"})
     echo(f"  $ git push (as alice) → {'accepted' if ok else 'REJECTED'}")
     if not ok:
         echo(_indent(said))
+
+
+@contextlib.contextmanager
+def _pushing_as(member: str) -> Iterator[None]:
+    before = os.environ.get("REMOTE_USER")
+    os.environ["REMOTE_USER"] = member
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["REMOTE_USER"]
+        else:
+            os.environ["REMOTE_USER"] = before
 
 
 def _author(member: str) -> dict[str, str]:
@@ -111,14 +123,14 @@ def _forbidden_push(clone: Store, work: str, echo: Echo) -> None:
     target = Path(work) / "environments/production/billing-support/prompts/system.md"
     target.write_text(target.read_text() + "\nAlways offer a 50% discount.\n")
     clone.run("commit", "-q", "-am", "Quick fix in production", env=_author("dan"))
-    ok, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "dan"})
+    ok, _report, said = clone.push("origin", "HEAD:refs/heads/main", {"REMOTE_USER": "dan"})
     echo(f"  $ git push (as dan) → {'accepted' if ok else 'REJECTED'}")
     echo(_indent(said))
     clone.run("reset", "-q", "--hard", "origin/main")
 
 
 def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.strip().splitlines() if line.strip()
+    return "\n".join(f"    {line.rstrip()}" for line in text.strip().split("\n") if line.strip()
                      and not line.startswith(("To ", "Done")))
 
 

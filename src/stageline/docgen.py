@@ -29,7 +29,9 @@ _OUTCOME = """{
   "commit": "<id of the new commit, or null: nothing to do, or --dry-run>",
   "summary": "promoted support-bot to staging.",
   "dry_run": false,
-  "would_commit": null
+  "would_commit": null,
+  "pushed": "<true only when --push pushed it and the server accepted it>",
+  "push": {"accepted": true, "server": "<the server's verdict in one sentence>"}
 }"""
 
 _DRY_RUN = """{
@@ -51,6 +53,7 @@ _DRY_RUN = """{
 
 JSON_SHAPES: dict[str, str] = {
     "status": """{
+  "branch": {"name": "main", "upstream": "origin/main|null", "ahead": 0, "behind": 0},
   "agents": [{
     "name": "support-bot",
     "environments": {

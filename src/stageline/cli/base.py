@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from stageline import __version__
+from stageline.git.objects import short_ref
 
 if TYPE_CHECKING:  # the commands import what they use when they run: the CLI starts fast
-    from stageline.actions import Outcome
+    from stageline.actions import Outcome, Plan
     from stageline.policy import Member
+    from stageline.remote import Pushed
     from stageline.workspace import Workspace
 
 
@@ -69,16 +71,18 @@ def paint(text: str, err: bool = False, **style: Any) -> str:
     return click.style(text, **style) if text and use_colour(err) else text
 
 
-def report_outcome(outcome: Outcome, as_json: bool = False) -> None:
-    """An action's outcome: the commit made, nothing to do, or (dry run) the commit it
-    would make."""
+def report_outcome(outcome: Outcome, as_json: bool = False,
+                   pushed: Pushed | None = None, branch: str = "") -> None:
+    """An action's outcome: the commit made and whether it was pushed, nothing to do, or
+    (dry run) the commit it would make."""
     if as_json:
-        emit_json(outcome.to_json())
+        emit_json({**outcome.to_json(), "pushed": pushed.accepted if pushed else False,
+                   "push": pushed.to_json() if pushed else None})
         return
     p = outcome.preview
     if p is not None:
         click.echo(paint(f"dry run: {outcome.summary.removesuffix('.')}; nothing was written.",
-                          fg="yellow"))
+                         fg="yellow"))
         click.echo(f"parent  {p.parent}\ntree    {p.tree}\n"
                    f"author  {p.author.name} <{p.author.email}>\n")
         for line in p.message.rstrip("\n").split("\n"):
@@ -86,19 +90,48 @@ def report_outcome(outcome: Outcome, as_json: bool = False) -> None:
         click.echo("")
         for c in p.changes:
             click.echo(f"{c.status}  {c.path}")
-    elif outcome.commit:
-        click.echo(f"{outcome.summary} ({outcome.commit[:12]})")
+        return
+    if outcome.commit:
+        click.echo(f"{outcome.summary.removesuffix('.')} ({outcome.commit[:12]}).")
     else:
         click.echo(f"dry run: {outcome.summary}" if outcome.dry_run else outcome.summary)
+    then = f"; then {outcome.next}." if outcome.next else "."
+    if pushed is not None:
+        if pushed.accepted:
+            click.echo(paint(pushed.sentence, fg="green"))
+            if outcome.next:
+                click.echo(f"next: {outcome.next}.")
+    elif outcome.commit:
+        click.echo(f"committed on {branch}, here only: the server judges it when you run "
+                   f"'git push' (or add --push){then}")
+
+
+def run_action(ws: Workspace, plan: Plan, dry_run: bool, as_json: bool, push: bool) -> None:
+    """Make (or preview) the planned commit, push it with ``push``, and say so. A push
+    the server rejects is exit 1; the commit stays on the branch."""
+    from stageline import remote
+    from stageline.actions import run_plan
+    from stageline.errors import CheckFailed
+
+    tracking = remote.upstream(ws) if push and not dry_run else None
+    outcome = run_plan(ws, plan, dry_run)
+    pushed = remote.push(ws, tracking) if tracking is not None else None
+    report_outcome(outcome, as_json, pushed, short_ref(ws.ref))
+    if pushed is not None and not pushed.accepted:
+        raise CheckFailed(f"{pushed.sentence.rstrip('.')}; the commit stays on your branch, "
+                          "unpushed.")
 
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 DRY_RUN_OPTION = click.option("--dry-run", is_flag=True,
-                        help="Print the commit it would make, and write nothing.")
+                              help="Print the commit it would make, and write nothing.")
+PUSH_OPTION = click.option("--push", is_flag=True,
+                           help="Then push the branch to its upstream and report the server's "
+                                "verdict (exit 1 when it rejects the push).")
 
 
 def complete_agents(ctx: click.Context, _param: click.Parameter,
-                     incomplete: str) -> list[str]:
+                    incomplete: str) -> list[str]:
     """Shell completion of agent names: those at the tip of the branch (none on error)."""
     try:
         from stageline.inventory import collect
@@ -119,7 +152,7 @@ def yes(value: bool) -> str:
 
 
 def print_table(rows: Sequence[Sequence[str]],
-                 colour: Callable[[int, str], str | None] | None = None) -> None:
+                colour: Callable[[int, str], str | None] | None = None) -> None:
     if len(rows) == 1:
         click.echo("no agents yet; create one with 'stageline agent new NAME'.")
         return
@@ -135,4 +168,4 @@ def print_table(rows: Sequence[Sequence[str]],
 
 
 ENV_OPTION = click.option("--env", "env", default="development", show_default=True,
-                    type=click.Choice(["development", "staging", "production"]))
+                          type=click.Choice(["development", "staging", "production"]))

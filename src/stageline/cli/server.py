@@ -83,8 +83,8 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
         ref, violations, windows = run_verify(store, old, new, ref, pusher, progress)
     if as_json:
         emit_json({"ref": ref, "range": range_, "pusher_checked": pusher is not None,
-                    "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
-                                    "fix": v.fix} for v in violations]})
+                   "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
+                                   "fix": v.fix} for v in violations]})
     else:
         if pusher is None:
             click.echo("stageline: checking commit authors only (no --pusher given).", err=True)

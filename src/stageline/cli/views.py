@@ -15,12 +15,14 @@ from stageline.cli.base import (
     paint,
     print_table,
     short,
-    workspace_and_actor,
     yes,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from stageline.inventory import AgentStatus
+    from stageline.workspace import Workspace
 
 
 def _marks(status: AgentStatus) -> str:
@@ -36,27 +38,65 @@ def _tests(status: AgentStatus) -> str:
     return f"{status.tests_passed}-passed" if status.tests_passed else "none"
 
 
+_FETCH_OPTION = click.option("--fetch", is_flag=True,
+                             help="Fetch the branch's upstream first, so that the line above "
+                                  "the table is current.")
+
+
+def _open_and_fetch(g: Globals, fetch: bool) -> Workspace:
+    from stageline import remote
+    from stageline.workspace import open_workspace
+
+    ws = open_workspace(g.repo)
+    if fetch:
+        remote.fetch(ws)
+    return ws
+
+
 @cli.command()
 @click.argument("agent", required=False, shell_complete=complete_agents)
+@click.option("-o", "--output", "output", type=click.Choice(["table", "wide"]), default="table",
+              show_default=True,
+              help="wide: every column (equality, tests, who acted last, what blocks "
+                   "production), wider than 80 columns.")
+@_FETCH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def status(g: Globals, agent: str | None, as_json: bool) -> None:
-    """Each agent's tree in every environment, QA status, and who acted last."""
+def status(g: Globals, agent: str | None, output: str, fetch: bool, as_json: bool) -> None:
+    """Where the branch stands against its upstream, then each agent's tree in every
+    environment and its QA status; what blocks production is listed below the table."""
+    from stageline import remote
     from stageline.inventory import collect
     from stageline.layout import check_agent_name
-    from stageline.workspace import open_workspace
 
     if agent is not None:
         check_agent_name(agent)
-    ws = open_workspace(g.repo)
+    ws = _open_and_fetch(g, fetch)
     statuses = collect(ws, agent)
     if agent is not None and not statuses:
         from stageline.errors import Blocked
 
         raise Blocked(f"{agent} is in no environment; create it with 'stageline agent new'.")
+    standing = remote.standing(ws)
     if as_json:
-        emit_json({"agents": [s.to_json() for s in statuses]})
+        emit_json({"branch": standing.to_json(), "agents": [s.to_json() for s in statuses]})
         return
+    click.echo(standing.line())
+    if output == "wide":
+        _wide_status(statuses)
+        return
+    rows = [("AGENT", "DEV", "STAGING", "PROD", "READY", "MARKS")]
+    rows += [(s.name, short(s.trees["development"]), short(s.trees["staging"]),
+              short(s.trees["production"]), yes(s.ready),
+              f"{len(s.markers)} of {s.required}") for s in statuses]
+    print_table(rows, lambda col, cell: {"yes": "green", "no": "yellow"}.get(cell)
+                if col == 4 else None)
+    for s in statuses:
+        if s.blocked_by:
+            click.echo(f"{s.name} cannot go to production now: {'; '.join(s.blocked_by)}.")
+
+
+def _wide_status(statuses: Sequence[AgentStatus]) -> None:
     header = ("AGENT", "DEVELOPMENT", "STAGING", "PRODUCTION", "STG=DEV", "PROD=STG", "READY",
               "MARKS", "TESTS", "LAST (DEV/STG/PROD)", "BLOCKED")
     rows = [header]
@@ -70,21 +110,26 @@ def status(g: Globals, agent: str | None, as_json: bool) -> None:
                      "; ".join(s.blocked_by) or "—"))
     # Green where the line is in step, yellow where something waits to move along it.
     print_table(rows, lambda col, cell: {"yes": "green", "no": "yellow"}.get(cell)
-                 if 4 <= col <= 6 else None)
+                if 4 <= col <= 6 else None)
 
 
 @cli.command("list")
+@_FETCH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def list_agents(g: Globals, as_json: bool) -> None:
+def list_agents(g: Globals, fetch: bool, as_json: bool) -> None:
     """The agents your role sees (QA: those in staging, with their QA status)."""
+    from stageline import remote
     from stageline.inventory import collect, visible_agents
+    from stageline.workspace import resolve_actor
 
-    ws, actor = workspace_and_actor(g)
+    ws = _open_and_fetch(g, fetch)
+    actor = resolve_actor(ws, g.actor)
     agents = visible_agents(collect(ws, with_last=False), actor)
     if as_json:
         emit_json({"agents": agents})
         return
+    click.echo(remote.standing(ws).line())
     rows = [("AGENT", "ENVIRONMENTS", "READY", "MARKS")]
     for item in agents:
         ready = item.get("ready_for_production")
@@ -113,7 +158,7 @@ def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) 
     versions = versions_of(open_workspace(g.repo), agent, env, limit)
     if as_json:
         emit_json({"agent": agent, "environment": env,
-                    "versions": [v.to_json() for v in versions]})
+                   "versions": [v.to_json() for v in versions]})
         return
     rows = [("COMMIT", "TREE", "ACTION", "ACTOR", "TIME")]
     rows += [(v.commit[:12], short(v.tree), v.action + (" (override)" if v.override else ""),
@@ -271,10 +316,10 @@ def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | No
             fh.write(junit_xml(name, results))
     if as_json:
         emit_json({"agent": name, "environment": env, "passed": len(results) - len(failed),
-                    "failed": len(failed), "tests": [
-                        {"name": r.name, "file": r.file, "passed": r.passed,
-                         "failures": list(r.failures), "transcript": list(r.transcript)}
-                        for r in results]})
+                   "failed": len(failed), "tests": [
+                       {"name": r.name, "file": r.file, "passed": r.passed,
+                        "failures": list(r.failures), "transcript": list(r.transcript)}
+                       for r in results]})
     else:
         for r in results:
             verdict = paint("PASS", fg="green") if r.passed else paint("FAIL", fg="red")

@@ -7,10 +7,12 @@ import click
 from stageline.cli.base import (
     DRY_RUN_OPTION,
     JSON_OPTION,
+    PUSH_OPTION,
     Globals,
     cli,
     complete_agents,
     report_outcome,
+    run_action,
     workspace_and_actor,
 )
 
@@ -39,14 +41,15 @@ def agent() -> None:
 @agent.command("new")
 @click.argument("name")
 @DRY_RUN_OPTION
+@PUSH_OPTION
 @JSON_OPTION
 @click.pass_obj
-def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
+def agent_new(g: Globals, name: str, dry_run: bool, push: bool, as_json: bool) -> None:
     """Scaffold the smallest valid agent in development and commit it."""
-    from stageline.actions import plan_new_agent, run_plan
+    from stageline.actions import plan_new_agent
 
     ws, actor = workspace_and_actor(g)
-    report_outcome(run_plan(ws, plan_new_agent(ws, actor, name), dry_run), as_json)
+    run_action(ws, plan_new_agent(ws, actor, name), dry_run, as_json, push)
 
 
 @cli.command()
@@ -57,12 +60,13 @@ def agent_new(g: Globals, name: str, dry_run: bool, as_json: bool) -> None:
               help="Push through a release or freeze window (org-admins; the reason is "
                    "recorded in the commit and shown by log).")
 @DRY_RUN_OPTION
+@PUSH_OPTION
 @JSON_OPTION
 @click.pass_obj
 def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: bool,
-            as_json: bool) -> None:
+            push: bool, as_json: bool) -> None:
     """Copy development over staging, or QA-approved staging over production."""
-    from stageline.actions import plan_promote, run_plan
+    from stageline.actions import plan_promote
 
     ws, actor = workspace_and_actor(g)
     if dry_run and target == "production" and actor.has("org-admin"):
@@ -74,7 +78,7 @@ def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: 
         blocked = found[0].blocked_by if found else ()
         if blocked and not override:
             raise Blocked(f"{agent} cannot go to production now: {'; '.join(blocked)}.")
-    report_outcome(run_plan(ws, plan_promote(ws, actor, agent, target, override), dry_run), as_json)
+    run_action(ws, plan_promote(ws, actor, agent, target, override), dry_run, as_json, push)
 
 
 @cli.command("mark-ready")
@@ -82,16 +86,18 @@ def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: 
 @click.option("--withdraw", is_flag=True,
               help="Take back your own mark of the current staging tree.")
 @DRY_RUN_OPTION
+@PUSH_OPTION
 @JSON_OPTION
 @click.pass_obj
-def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, as_json: bool) -> None:
+def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool,
+               as_json: bool) -> None:
     """Mark the agent's current staging tree Ready for Production (QA), or withdraw your
     mark."""
-    from stageline.actions import plan_mark_ready, plan_withdraw, run_plan
+    from stageline.actions import plan_mark_ready, plan_withdraw
 
     ws, actor = workspace_and_actor(g)
     plan = plan_withdraw(ws, actor, agent) if withdraw else plan_mark_ready(ws, actor, agent)
-    report_outcome(run_plan(ws, plan, dry_run), as_json)
+    run_action(ws, plan, dry_run, as_json, push)
 
 
 @cli.command()
@@ -99,11 +105,13 @@ def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, as_json: b
 @click.option("--to", "rev", metavar="REV",
               help="An earlier commit of the branch (default: the previous production version).")
 @DRY_RUN_OPTION
+@PUSH_OPTION
 @JSON_OPTION
 @click.pass_obj
-def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, as_json: bool) -> None:
+def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, push: bool,
+             as_json: bool) -> None:
     """Restore production to an earlier production state (org-admin)."""
-    from stageline.actions import plan_rollback, run_plan
+    from stageline.actions import plan_rollback
 
     ws, actor = workspace_and_actor(g)
-    report_outcome(run_plan(ws, plan_rollback(ws, actor, agent, rev), dry_run), as_json)
+    run_action(ws, plan_rollback(ws, actor, agent, rev), dry_run, as_json, push)

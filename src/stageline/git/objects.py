@@ -41,6 +41,20 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Tracking:
+    """A branch and the branch it tracks: ``upstream`` as this clone last fetched it
+    (``refs/remotes/origin/main``), ``remote_ref`` its name on ``remote``. ``ahead`` and
+    ``behind`` count commits, None when the tracked branch is not there."""
+
+    branch: str
+    upstream: str
+    remote: str
+    remote_ref: str
+    ahead: int | None
+    behind: int | None
+
+
+@dataclass(frozen=True)
 class Listed:
     """One record of ``ls-tree -z``."""
 
@@ -275,6 +289,21 @@ class Reader(Git):
         """The branch the current branch tracks (``refs/remotes/<remote>/<name>``), or None."""
         out = self.run("rev-parse", "-q", "--symbolic-full-name", "@{upstream}", check=False)
         return out.decode("utf-8", "surrogateescape").rstrip("\n") or None
+
+    def tracking(self, branch: str) -> Tracking | None:
+        """What ``branch`` (``refs/heads/...``) tracks, as git's configuration says, and
+        how far apart the two are; None when it tracks nothing."""
+        out = self.run("for-each-ref", "--format=%(upstream)%00%(upstream:remotename)%00"
+                       "%(upstream:remoteref)%00", branch)
+        fields = out.decode("utf-8", "surrogateescape").split("\0")
+        if len(fields) < 3 or not fields[0]:
+            return None
+        upstream, remote, remote_ref = fields[:3]
+        counted = self.run("rev-list", "--left-right", "--count", f"{branch}...{upstream}",
+                           "--", check=False).split()
+        if len(counted) != 2:  # the tracked branch is gone, or was never fetched
+            return Tracking(branch, upstream, remote, remote_ref, None, None)
+        return Tracking(branch, upstream, remote, remote_ref, int(counted[0]), int(counted[1]))
 
     def config(self, key: str) -> str | None:
         out = self.run("config", "--get", key, check=False)

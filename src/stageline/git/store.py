@@ -57,12 +57,18 @@ class Store(Worktree):
         return cls.open(path)
 
     def push(self, remote: str, refspec: str, env: Mapping[str, str] | None = None) -> \
-            tuple[bool, str]:
-        """``git push``; returns whether it was accepted and what the server said."""
+            tuple[bool, str, str]:
+        """``git push --porcelain``: whether it succeeded, git's report of each ref
+        (stdout) and the rest, the server's ``remote:`` lines included (stderr)."""
         proc = process.spawn(["push", "--porcelain", remote, refspec], self._cwd, env,
                              stdin=None)
         out, err = proc.communicate()
-        return proc.returncode == 0, (err + out).decode("utf-8", "replace")
+        return (proc.returncode == 0, out.decode("utf-8", "replace"),
+                err.decode("utf-8", "replace"))
+
+    def fetch(self, remote: str) -> None:
+        """``git fetch`` of one remote; a failure raises with git's own message."""
+        self.run("fetch", "-q", "--end-of-options", remote)
 
     def __del__(self) -> None:
         self.close()
