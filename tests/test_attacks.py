@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import zoneinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -769,3 +771,71 @@ def test_mark_ready_withdraw_is_the_commit_the_hook_allows(clone: Path, server: 
     assert not (clone / "approvals/support-bot.yaml").exists()
     result = sl(clone, "mark-ready", "support-bot", "--withdraw", actor="rita")
     assert result.code == OK and "nothing to do" in result.out
+
+
+# -- the fourth pass (approval policy) and the fifth (the restructured hook) -----------------
+
+def test_a_marker_cannot_rewrite_a_record_another_marked_last(clone: Path,
+                                                               server: Path) -> None:
+    """quinn, then rita marked; quinn rewrote the record's test summary and added a note
+    under rita's mark (the hook let a marker keep the marks and change the rest)."""
+    ready(clone, server)
+    _mark(clone, server, "rita")
+    path = clone / "approvals/support-bot.yaml"
+    text = path.read_text()
+    assert "tests:" in text
+    path.write_text("".join(line if not line.startswith("tests:") else
+                            "tests: {passed: 42, failed: 0}\nnote: rita re-ran all 42\n"
+                            for line in text.splitlines(keepends=True)))
+    commit_all(clone, "quinn", "Tidy the approval record")
+    rejected(clone, server, "quinn", "the approval must add quinn's own mark")
+
+
+def test_the_hook_ignores_the_pushers_python_variables(clone: Path, server: Path,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local push hands the pusher's environment to the hook: PYTHONPATH could load code
+    into it (a sitecustomize that exits 0 accepts anything), and PYTHONTZPATH moved a
+    freeze's clock (fourth pass). The shim runs Python with -E; the hook drops
+    PYTHONTZPATH."""
+    began = datetime.now(UTC) - timedelta(minutes=2)
+    policy = clone / "stageline.yaml"
+    policy.write_text(policy.read_text() + (
+        f"windows:\n  freeze: {{kind: deny, cron: \"{began.minute} {began.hour} * * *\", "
+        "duration: 1h, timezone: UTC}\npromotion:\n  production: {windows: [freeze]}\n"))
+    commit_all(clone, "olga", "Freeze production")
+    accepted(clone, server, "olga")
+    ready(clone, server)
+    copy_dir(clone, STG, PRD)
+    commit_all(clone, "olga", "Ship in the freeze")
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    source = next((Path(d) / "Pacific/Kiritimati" for d in zoneinfo.TZPATH
+                   if (Path(d) / "Pacific/Kiritimati").is_file()), None)
+    if source is None:
+        pytest.skip("no system time zone database to copy a zone from")
+    shutil.copy(source, zones / "UTC")  # UTC+14: the freeze would seem over
+    monkeypatch.setenv("PYTHONTZPATH", str(zones))
+    rejected(clone, server, "olga", "production is frozen by freeze")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "sitecustomize.py").write_text("import os\nos._exit(0)\n")
+    monkeypatch.setenv("PYTHONPATH", str(code))
+    rejected(clone, server, "olga", "production is frozen by freeze")
+
+
+def test_a_name_a_tag_takes_cannot_be_protected(clone: Path, server: Path) -> None:
+    """alice pushed refs/tags/release (hand-made production) while 'release' was nobody's;
+    olga then protected 'release' and created the branch, and 'git checkout release' in
+    every fresh clone gave alice's tag (fifth pass)."""
+    git(clone, "checkout", "-q", "-b", "evil")
+    shutil.copytree(clone / DEV, clone / PRD)
+    (clone / PRD / "prompts/system.md").write_text("unapproved\n")
+    commit_all(clone, "alice", "Hand-made production")
+    assert push(clone, "alice", "evil:refs/tags/release")[0]
+    git(clone, "checkout", "-q", "main")
+    policy = clone / "stageline.yaml"
+    policy.write_text(policy.read_text().replace("protected_branches: [main]",
+                                                 "protected_branches: [main, release]"))
+    commit_all(clone, "olga", "Protect release")
+    rejected(clone, server, "olga", "the new policy protects release, which exists already")

@@ -340,13 +340,23 @@ def test_pin_retiring_an_agent_by_hand(clone: Path, server: Path) -> None:
     accepted(clone, server, "olga")
 
 
-def test_pin_approval_with_extra_keys_is_accepted(clone: Path, server: Path) -> None:
+def test_pin_approval_with_extra_keys_is_accepted_with_the_mark_only(
+        clone: Path, server: Path) -> None:
+    """Notes written with one's mark are part of it; rewritten later, they would change
+    what every mark on the record vouches for (a red-team finding: quinn rewrote a record
+    rita had marked last). The contract allows adding a mark, starting a record, and
+    withdrawing one's own mark: nothing else."""
     _stage_by_hand(clone, server)
-    _approve_by_hand(clone, server)
+    tree = git(clone, "rev-parse", "HEAD:environments/staging/support-bot")
     path = clone / "approvals/support-bot.yaml"
-    path.write_text(path.read_text() + "notes: checked the refund flow\nreviewers: [rita]\n")
-    commit_all(clone, "quinn", "Add notes")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(approval.text("support-bot", tree, (
+        approval.Mark("quinn", "2026-01-01T00:00:00Z"),)) + "notes: checked the refund flow\n")
+    commit_all(clone, "quinn", "Mark ready with notes")
     accepted(clone, server, "quinn")
+    path.write_text(path.read_text().replace("checked the refund flow", "all fine"))
+    commit_all(clone, "quinn", "Rewrite the notes")
+    rejected(clone, server, "quinn", "the approval must add quinn's own mark")
 
 
 def test_pin_empty_commit_claiming_a_production_push(clone: Path, server: Path) -> None:
@@ -378,7 +388,8 @@ def test_pin_lowercase_restores_trailer_is_no_rollback(clone: Path, server: Path
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "-m", f"Roll back\n\nstageline-restores: {first}",
         env=author_env("olga"))
-    rejected(clone, server, "olga", "Stageline-Restores is only for rollbacks")
+    rejected(clone, server, "olga", "a rollback names what it restores (Stageline-Restores), "
+                                    "and only a rollback")
 
 
 def test_pin_rollback_to_a_second_parent_state(clone: Path, server: Path) -> None:

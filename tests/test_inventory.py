@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import git, sl
+from conftest import commit_all, git, sl
 
 from stageline import inventory
 
@@ -152,3 +152,15 @@ def test_status_in_a_bare_repository_writes_nothing(tmp_path: Path) -> None:
     assert result.code == 0
     assert json.loads(result.out) == json.loads(sl(repo, "status", "--json").out)
     assert sorted(p.relative_to(bare) for p in bare.rglob("*")) == before
+
+
+def test_marks_of_a_member_no_longer_in_qa_are_not_shown_as_counting(ready_org: Path) -> None:
+    """status said "2 of 2 (quinn, rita)" after rita left qa while READY said 1 of 2
+    (fourth attack pass)."""
+    assert sl(ready_org, "mark-ready", "support-bot", actor="rita").code == 0
+    policy = ready_org / "stageline.yaml"
+    policy.write_text(policy.read_text().replace(
+        "rita@test.example,  roles: [qa]", "rita@test.example,  roles: [developer]"))
+    commit_all(ready_org, "olga", "rita moves to development")
+    shown = json.loads(sl(ready_org, "status", "--json").out)["agents"][0]
+    assert shown["approvals"]["by"] == ["quinn"] and shown["approvals"]["marks"] == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import commit_all, git, sl
+from conftest import author_env, commit_all, git, sl
 from servers import PRD, STG, accepted, copy_dir, ready, rejected
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED
@@ -42,6 +42,7 @@ def test_cron_fields(text: str, minutes: tuple[int, ...], hours: tuple[int, ...]
 @pytest.mark.parametrize(("text", "says"), [
     ("0 9 * *", "five fields"), ("60 * * * *", "not a minute"), ("0 9-5 * * *", "backwards"),
     ("0 9 * foo *", "not a month"), ("0 9 * * 8", "not a day of week"), ("0 ٩ * * *", "hour"),
+    ("0 0 30,31 2 *", "never runs"), ("0 0 31 4,6 *", "never runs"),
 ])
 def test_bad_cron_is_one_sentence(text: str, says: str) -> None:
     with pytest.raises(WindowError, match=says):
@@ -57,6 +58,19 @@ def test_durations(text: str, minutes: int) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(WindowError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("days", ["*/1", "*"])
+def test_a_day_field_beginning_with_a_star_leaves_the_days_to_the_other(days: str) -> None:
+    """As Vixie cron and cronie: "0 0 */1 * 3" runs on Wednesdays only (a red-team
+    finding: read as "every day or Wednesday", a release window opened every day)."""
+    wednesdays = window(f"0 0 {days} * 3", "24h", "UTC", "allow")
+    assert wednesdays.opened(at("2026-12-09T12:00", "UTC")) is not None  # a Wednesday
+    assert wednesdays.opened(at("2026-12-10T12:00", "UTC")) is None
+    assert wednesdays.opened(at("2026-12-07T12:00", "UTC")) is None
+    both = window("0 0 1 * 3", "24h", "UTC", "allow")  # restricted both: either matches
+    assert both.opened(at("2026-12-01T12:00", "UTC")) is not None  # 1st, a Tuesday
+    assert both.opened(at("2026-12-09T12:00", "UTC")) is not None
 
 
 def test_office_hours() -> None:
@@ -125,6 +139,10 @@ def test_a_policy_with_windows_reads() -> None:
 @pytest.mark.parametrize(("old", "new", "says"), [
     ("windows: [holiday-freeze, office-hours]", "windows: [holiday]", "windows does not define"),
     ("timezone: Europe/Berlin", "timezone: Europe/Atlantis", "not an IANA time zone"),
+    ("timezone: Europe/Berlin", "timezone: localtime", "not an IANA time zone"),
+    ("timezone: Europe/Berlin", "timezone: right/Europe/Berlin", "not an IANA time zone"),
+    ("timezone: Europe/Berlin", "timezone: Factory", "not an IANA time zone"),
+    ('cron: "0 0 20 12 *"', 'cron: "0 0 31 2 *"', "never runs"),
     ('cron: "0 0 20 12 *"', 'cron: "0 0 20 13 *"', "not a month"),
     ("duration: 336h", "duration: 2w", "duration"),
     ("kind: deny", "kind: block", "kind must be allow or deny"),
@@ -186,8 +204,7 @@ def test_an_override_by_a_developer_is_no_override(clone: Path, server: Path) ->
     copy_dir(clone, STG, PRD)
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "-m", "Ship\n\nStageline-Override: trust me",
-        env={"GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@test.example",
-             "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@test.example"})
+        env=author_env("alice"))
     rejected(clone, server, "alice", "only org-admins may override a window")
 
 
@@ -217,3 +234,17 @@ def test_a_dry_run_lists_every_reason_production_is_blocked(clone: Path, server:
     import json
 
     assert len(json.loads(status.out)["agents"][0]["blocked_by"]) == 2
+
+
+def test_a_promotion_labelled_rollback_cannot_hide_an_override(clone: Path,
+                                                               server: Path) -> None:
+    """Red-team finding: production set to staging with 'Stageline-Action: rollback' and no
+    Stageline-Restores passed, and log and history showed a rollback, not the override."""
+    ready(clone, server)
+    _freeze_now(clone, server)
+    copy_dir(clone, STG, PRD)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "Push support-bot to production\n\n"
+        "Stageline-Action: rollback\nStageline-Agent: support-bot\nStageline-Actor: olga\n"
+        "Stageline-Override: quiet push", env=author_env("olga"))
+    rejected(clone, server, "olga", "a rollback names what it restores")

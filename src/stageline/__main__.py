@@ -14,6 +14,12 @@ VERSION_TEXT = "stageline, version {}"  # click's version_option, as `stageline 
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["hook"] and args[1:2] in (["pre-receive"], ["post-receive"]):
+        # The shim runs Python with -E (no PYTHONPATH and the like from a pusher's
+        # environment, which a local push passes on); zoneinfo reads PYTHONTZPATH itself,
+        # and the windows' time zones are the server's.
+        import os
+
+        os.environ.pop("PYTHONTZPATH", None)
         from stageline.server.hooks import main as hook_main
 
         sys.exit(hook_main(args[1], args[2:]))

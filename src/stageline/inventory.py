@@ -116,15 +116,16 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     now = datetime.now(UTC)
     frozen = windows.blocking(list(ws.policy.windows.get("production", ())), now) \
         if ws.policy.windows.get("production") else None
+    def counts(marker: str) -> bool:  # a mark counts while its member holds qa
+        return (who := ws.policy.member(marker)) is not None and who.has("qa")
+
     for name in names:
         record = approvals.get(name)
         staging = trees["staging"].get(name)
         problem = approval.problem(record, name, staging)
         approved = record if isinstance(record, Approval) and problem is None else None
         if approved is not None:
-            problem = approval.shortfall(approved, ws.policy.approvals_required,
-                                         lambda m: (who := ws.policy.member(m)) is not None
-                                         and who.has("qa"))
+            problem = approval.shortfall(approved, ws.policy.approvals_required, counts)
         ready = problem is None
         blocked: list[str] = []
         if staging is not None and staging != trees["production"].get(name):
@@ -138,7 +139,7 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
             {env: actions[oid] if (oid := winners.get((env, name))) else None
              for env in ENVIRONMENTS},
             approved.tests_passed if approved else None,
-            approved.markers if approved else (),
+            tuple(m for m in approved.markers if counts(m)) if approved else (),
             ws.policy.approvals_required,
             tuple(blocked),
         ))

@@ -515,9 +515,9 @@ def _policy_problem(blob: bytes, branch: str, judging: Policy,
         return (f"the new policy stops protecting {dropped[0]}, which exists on the server; "
                 "protection is not withdrawn by a push")
     if adopted:
-        return (f"the new policy protects {adopted[0]}, which exists already with history "
-                f"no rule judged; delete {adopted[0]} first, then protect it and create it "
-                "again as an org-admin")
+        return (f"the new policy protects {adopted[0]}, which exists already (a branch, or a "
+                "ref git reads in its place) with history no rule judged; delete it first, "
+                "then protect the name and create the branch as an org-admin")
     return None
 
 
@@ -643,8 +643,7 @@ def _judge_approval(facts: CommitFacts, agent: str, author: Member, pusher: Memb
     added = record.marks[:-1] == earlier and record.marked_by == author.id
     mine = author.id in (m.by for m in earlier)
     withdrawn = mine and record.marks == tuple(m for m in earlier if m.by != author.id)
-    kept = mine and record.marks == earlier  # other keys of a record one marked (notes)
-    if not (added or withdrawn or kept):
+    if not (added or withdrawn):  # nothing else: each mark vouches for the record it made
         bad(path, f"the approval must add {author.id}'s own mark to the marks of the same "
                   "staging tree, left as they were (or start a new record holding only it)",
             f"QA runs 'stageline mark-ready {agent}' themself")
@@ -667,9 +666,9 @@ def _judge_trailers(facts: CommitFacts, author: Member, bad: Any) -> None:
             "let the trailer name the author, or drop it")
     action = trailers.get(ACTION_TRAILER)
     agent = trailers.get(AGENT_TRAILER)
-    if trailers.get(RESTORES_TRAILER) is not None and action != ROLLBACK:
-        bad(None, f"{RESTORES_TRAILER} is only for rollbacks",
-            "use 'stageline rollback' or drop the trailer")
+    if (trailers.get(RESTORES_TRAILER) is not None) != (action == ROLLBACK):
+        bad(None, f"a rollback names what it restores ({RESTORES_TRAILER}), and only a rollback",
+            "use 'stageline rollback' or drop the trailers")
     if action is None:
         if agent is not None:
             bad(None, f"{AGENT_TRAILER} without {ACTION_TRAILER}", "drop the trailer")

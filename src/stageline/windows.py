@@ -47,8 +47,8 @@ class Cron:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool  # the day of month is "*"
-    any_weekday: bool  # the day of week is "*"
+    any_day: bool  # the day of month begins with "*"
+    any_weekday: bool  # the day of week begins with "*"
 
     def day_matches(self, day: datetime) -> bool:
         """As cron reads the two day fields: when both are restricted, either may match."""
@@ -97,10 +97,19 @@ def parse_cron(text: str) -> Cron:
         raise WindowError(f"cron {text!r} must have five fields (minute hour day month "
                           "weekday)")
     values = [_field(part, i) for i, part in enumerate(parts)]
-    return Cron(tuple(sorted(values[0], reverse=True)), tuple(sorted(values[1], reverse=True)),
+    cron = Cron(tuple(sorted(values[0], reverse=True)), tuple(sorted(values[1], reverse=True)),
                 frozenset(values[2]), frozenset(values[3]),
                 frozenset(0 if d == 7 else d for d in values[4]),
-                parts[2] == "*", parts[4] == "*")
+                # as Vixie cron and cronie: a day field beginning with "*" ("*/2"
+                # included) leaves the days to the other field
+                parts[2].startswith("*"), parts[4].startswith("*"))
+    if cron.any_weekday and not any(d <= _LONGEST[m] for m in cron.months for d in cron.days):
+        raise WindowError(f"cron {text!r} never runs (no month has that day)")
+    return cron
+
+
+_LONGEST = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30,
+            12: 31}
 
 
 def _field(text: str, index: int) -> set[int]:
@@ -146,8 +155,16 @@ def parse_duration(text: object) -> int:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
+# Names in the zone database that are not places: the server's own setting ("localtime"),
+# a placeholder ("Factory"), and copies of the database under other rules.
+_NOT_PLACES = ("localtime", "factory", "posixrules", "posix/", "right/")
+
+
 @cache
 def zone_exists(name: str) -> bool:
+    """An IANA time zone: a place, the same on every server."""
+    if name.lower().startswith(_NOT_PLACES):
+        return False
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

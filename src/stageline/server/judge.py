@@ -271,10 +271,27 @@ class Enforcer:
                               "org-admin", "the organization's first org-admin pushes it")]
         return []
 
+    def _names_taken(self) -> frozenset[str]:
+        """The names that refs other than branches stand for, as git resolves a name
+        (``refs/<name>``, ``refs/tags/<name>``, any ref ending in ``/<name>``): a policy
+        may not protect a name one of them already takes (fifth pass: a tag pushed
+        before its name was protected shadowed the branch created after)."""
+        taken: set[str] = set()
+        for ref in self.store.refs("refs/"):
+            if ref.startswith("refs/heads/"):
+                continue
+            lowered = ref.lower()
+            taken |= {lowered.removeprefix("refs/"), lowered.rsplit("/", 1)[-1]}
+            if lowered.startswith("refs/tags/"):
+                taken.add(lowered.removeprefix("refs/tags/"))
+        return frozenset(taken)
+
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
               tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None,
               branch: str = "") -> list[Violation]:
         existing = frozenset(short_ref(b).lower() for b in self.policies.branches())
+        if any(ch.path == POLICY_FILE for c in commits for ch in c.changes):
+            existing |= self._names_taken()
         found = facts.gather(self.store, commits, tip, malformed or {}, branch, existing,
                              self.now, self.progress)
         if self.progress:
