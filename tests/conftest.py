@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import invariants
 import pytest
@@ -18,6 +19,9 @@ from stageline.actions import import_organization
 from stageline.cli import run
 from stageline.errors import OK
 from stageline.git.store import Store
+
+if TYPE_CHECKING:
+    from servers import Released
 
 RESOURCES = Path(__file__).parent / "resources"
 
@@ -151,6 +155,14 @@ def clone(server: Path, tmp_path: Path) -> Path:
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(server), str(work))
     return work
+
+
+@pytest.fixture
+def released(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Released:
+    """A hooked server and clone after three production releases (``servers.Released``)."""
+    from servers import released as copy_of_released
+
+    return copy_of_released(tmp_path, tmp_path_factory)
 
 
 @contextlib.contextmanager

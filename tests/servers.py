@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import git, sl
+import pytest
+from conftest import commit_all, git, make_org, sl
 
 from stageline.errors import OK
 
@@ -77,3 +79,43 @@ def ready(clone: Path, server: Path, qa: str = "quinn") -> None:
     staged(clone, server)
     assert sl(clone, "mark-ready", "support-bot", actor=qa).code == OK
     accepted(clone, server, qa)
+
+
+def release(clone: Path, server: Path, text: str) -> str:
+    """A developer's prompt ``text``, promoted, marked and pushed to production; the
+    production commit."""
+    (clone / DEV / "prompts/system.md").write_text(text)
+    commit_all(clone, "alice", f"prompt {text.strip()}")
+    accepted(clone, server, "alice")
+    ready(clone, server)
+    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
+    accepted(clone, server, "olga")
+    return git(clone, "rev-parse", "HEAD")
+
+
+@dataclass(frozen=True)
+class Released:
+    server: Path
+    clone: Path
+    versions: tuple[str, ...]  # the production commits of v1, v2, v3, oldest first
+
+
+_TEMPLATES: dict[str, tuple[Path, tuple[str, ...]]] = {}
+
+
+def released(tmp_path: Path, factory: pytest.TempPathFactory) -> Released:
+    """A hooked server and its clone after three production releases (prompts v1, v2,
+    v3), built once per test process and copied for each test (a copy is milliseconds,
+    the nine pushes are seconds)."""
+    if "three" not in _TEMPLATES:
+        base = factory.mktemp("released")
+        server = make_org(base / "server.git", bare=True)
+        assert sl(None, "hook", "install", str(server)).code == OK
+        git(base, "clone", "-q", str(server), str(base / "work"))
+        versions = tuple(release(base / "work", server, f"{v}\n") for v in ("v1", "v2", "v3"))
+        _TEMPLATES["three"] = (base, versions)
+    base, versions = _TEMPLATES["three"]
+    shutil.copytree(base / "server.git", tmp_path / "server.git", symlinks=True)
+    shutil.copytree(base / "work", tmp_path / "work", symlinks=True)
+    git(tmp_path / "work", "remote", "set-url", "origin", str(tmp_path / "server.git"))
+    return Released(tmp_path / "server.git", tmp_path / "work", versions)

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import author_env, commit_all, git, sl
+from servers import Released
 
 from stageline.errors import BLOCKED, CHECK_FAILED, OK, PERMISSION_DENIED, USAGE
 
@@ -235,36 +236,18 @@ def test_audit_log_names_the_pusher_from_the_server(tmp_path: Path) -> None:
     assert sl(work, "log", "--push-log", str(bad)).code == USAGE
 
 
-def test_rollback_is_accepted_by_the_hook_and_verify(tmp_path: Path) -> None:
-    from conftest import make_org
-
-    server = make_org(tmp_path / "server.git", bare=True)
-    assert sl(None, "hook", "install", str(server)).code == OK
-    work = tmp_path / "work"
-    git(tmp_path, "clone", "-q", str(server), str(work))
-
-    def pushed(member: str) -> None:
-        git(work, "push", "-q", "origin", "HEAD:refs/heads/main", env={"REMOTE_USER": member})
-
-    for text in ("v1\n", "v2\n"):
-        (work / DEV / "prompts/system.md").write_text(text)
-        commit_all(work, "alice", f"Prompt {text.strip()}")
-        pushed("alice")
-        for member, args in [("alice", ("promote", "support-bot", "--to", "staging")),
-                             ("quinn", ("mark-ready", "support-bot")),
-                             ("olga", ("promote", "support-bot", "--to", "production"))]:
-            assert sl(work, *args, actor=member).code == OK
-            pushed(member)
+def test_rollback_is_accepted_by_the_hook_and_verify(released: Released) -> None:
+    work, server, (_v1, v2, _v3) = released.clone, released.server, released.versions
     before = git(work, "rev-parse", "HEAD")
     assert sl(work, "rollback", "support-bot", actor="olga").code == OK
     assert sl(work, "verify", "--range", f"{before}..HEAD", "--pusher", "omar").code == OK
     result = sl(work, "verify", "--range", f"{before}..HEAD", "--pusher", "alice")
     assert result.code == CHECK_FAILED
     assert "may not roll production back" in result.out
-    pushed("omar")
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/main", env={"REMOTE_USER": "omar"})
     assert git(server, "rev-parse", "main") == git(work, "rev-parse", "HEAD")
     assert git(server, "rev-parse", f"main:{PRD}/prompts/system.md") == \
-        git(server, "rev-parse", f"main~4:{PRD}/prompts/system.md")
+        git(server, "rev-parse", f"{v2}:{PRD}/prompts/system.md")
 
 
 def test_audit_log_cache_gives_the_same_log(org: Path) -> None:

@@ -13,11 +13,13 @@ from servers import (
     DEV,
     PRD,
     STG,
+    Released,
     accepted,
     copy_dir,
     push,
     ready,
     rejected,
+    release,
     staged,
     tip,
     write_approval,
@@ -350,18 +352,6 @@ def test_rejected_objects_stay_out_of_the_server(clone: Path, server: Path) -> N
 # -- rollback ------------------------------------------------------------------------------
 
 
-def _release(clone: Path, server: Path, text: str) -> str:
-    (clone / DEV / "prompts/system.md").write_text(text)
-    commit_all(clone, "alice", f"prompt {text.strip()}")
-    assert sl(clone, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
-    accepted(clone, server, "alice")
-    assert sl(clone, "mark-ready", "support-bot", actor="quinn").code == OK
-    accepted(clone, server, "quinn")
-    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
-    accepted(clone, server, "olga")
-    return git(clone, "rev-parse", "HEAD")
-
-
 def _rollback_commit(clone: Path, member: str, restores: str, source: str) -> None:
     shutil.rmtree(clone / PRD)
     git(clone, "checkout", source, "--", PRD)
@@ -371,24 +361,21 @@ def _rollback_commit(clone: Path, member: str, restores: str, source: str) -> No
         f"Stageline-Restores: {restores}", env=author_env(member))
 
 
-def test_rollback_by_hand_is_judged(clone: Path, server: Path) -> None:
-    v1 = _release(clone, server, "v1\n")
-    _release(clone, server, "v2\n")
+def test_rollback_by_hand_is_judged(released: Released) -> None:
+    clone, server, (v1, _v2, _v3) = released.clone, released.server, released.versions
     _rollback_commit(clone, "olga", v1, v1)
     accepted(clone, server, "olga")
     assert git(server, "rev-parse", f"main:{PRD}") == git(server, "rev-parse", f"{v1}:{PRD}")
 
 
-def test_rollback_to_a_tree_that_does_not_match(clone: Path, server: Path) -> None:
-    v1 = _release(clone, server, "v1\n")
-    _release(clone, server, "v2\n")
-    _release(clone, server, "v3\n")
-    _rollback_commit(clone, "olga", v1, "HEAD~3")  # claims v1, restores v2
+def test_rollback_to_a_tree_that_does_not_match(released: Released) -> None:
+    clone, server, (v1, v2, _v3) = released.clone, released.server, released.versions
+    _rollback_commit(clone, "olga", v1, v2)  # claims v1, restores v2
     rejected(clone, server, "olga", "does not restore production as it was")
 
 
 def test_rollback_to_a_commit_off_the_branch(clone: Path, server: Path) -> None:
-    _release(clone, server, "v1\n")
+    release(clone, server, "v1\n")
     git(clone, "checkout", "-q", "-b", "elsewhere")
     (clone / PRD / "prompts/system.md").write_text("never released\n")
     commit_all(clone, "olga", "elsewhere")
@@ -398,11 +385,10 @@ def test_rollback_to_a_commit_off_the_branch(clone: Path, server: Path) -> None:
     rejected(clone, server, "olga", "is not an earlier state of the branch")
 
 
-def test_rollback_by_a_developer(clone: Path, server: Path) -> None:
-    v1 = _release(clone, server, "v1\n")
-    _release(clone, server, "v2\n")
-    _rollback_commit(clone, "alice", v1, v1)
-    rejected(clone, server, "alice", "may not roll production back")
+def test_rollback_by_a_developer(released: Released) -> None:
+    v1 = released.versions[0]
+    _rollback_commit(released.clone, "alice", v1, v1)
+    rejected(released.clone, released.server, "alice", "may not roll production back")
 
 
 # -- bootstrap ---------------------------------------------------------------------------

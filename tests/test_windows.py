@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import author_env, commit_all, git, sl
-from servers import PRD, STG, accepted, copy_dir, ready, rejected
+from servers import PRD, STG, Released, accepted, copy_dir, ready, rejected
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED
 from stageline.layout import PUSH_LOG
@@ -208,16 +208,8 @@ def test_an_override_by_a_developer_is_no_override(clone: Path, server: Path) ->
     rejected(clone, server, "alice", "only org-admins may override a window")
 
 
-def test_a_rollback_goes_through_a_freeze(clone: Path, server: Path) -> None:
-    ready(clone, server)
-    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
-    accepted(clone, server, "olga")
-    (clone / "environments/development/support-bot/prompts/system.md").write_text("v2\n")
-    commit_all(clone, "alice", "v2")
-    accepted(clone, server, "alice")
-    ready(clone, server, qa="rita")
-    assert sl(clone, "promote", "support-bot", "--to", "production", actor="omar").code == OK
-    accepted(clone, server, "omar")
+def test_a_rollback_goes_through_a_freeze(released: Released) -> None:
+    clone, server = released.clone, released.server
     _freeze_now(clone, server)
     assert sl(clone, "rollback", "support-bot", actor="olga").code == OK
     accepted(clone, server, "olga")
