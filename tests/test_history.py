@@ -121,7 +121,7 @@ def test_diff_against_an_earlier_revision(org: Path) -> None:
     assert "-v1" in result.out and "+v2" in result.out
     assert sl(org, "diff", "support-bot", "production@nope").code == USAGE
     assert sl(org, "diff", "support-bot", "qa").code == USAGE
-    assert sl(org, "diff", "ghost-bot").code == USAGE
+    assert sl(org, "diff", "ghost-bot").code == BLOCKED  # in no environment: one sentence
 
 
 def test_rollback_to_the_previous_version(org: Path) -> None:

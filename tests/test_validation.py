@@ -196,7 +196,7 @@ def test_missing_agent_exits_4(org: Path) -> None:
     result = sl(org, "validate", "no-such-agent")
     assert result.code == 4
     assert result.out == ""
-    assert "no-such-agent" in result.err and "development" in result.err
+    assert "there is no agent no-such-agent in any environment" in result.err
     assert len(result.err.splitlines()) == 1
 
 

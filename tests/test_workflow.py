@@ -143,7 +143,7 @@ def test_stale_approval_written_by_hand_does_not_count(ready_org: Path) -> None:
 
 def test_missing_agent_is_blocked(org: Path) -> None:
     for args, actor, says in [
-        (("promote", "ghost", "--to", "staging"), "alice", "not in development"),
+        (("promote", "ghost", "--to", "staging"), "alice", "no agent ghost in any environment"),
         (("promote", "support-bot", "--to", "production"), "olga", "not in staging"),
         (("mark-ready", "support-bot"), "quinn", "not in staging"),
     ]:

@@ -13,7 +13,8 @@ VERSION_TEXT = "stageline, version {}"  # click's version_option, as `stageline 
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["hook"] and args[1:2] in (["pre-receive"], ["post-receive"]):
+    if args[:1] == ["hook"] and args[1:2] in (["pre-receive"], ["post-receive"]) \
+            and not {"-h", "--help"} & set(args):
         # The shim runs Python with -E (no PYTHONPATH and the like from a pusher's
         # environment, which a local push passes on); zoneinfo reads PYTHONTZPATH itself,
         # and the windows' time zones are the server's.

@@ -465,8 +465,10 @@ def plan_new_agent(ws: Workspace, actor: Member, agent: str) -> Plan:
 
 
 def init_organization(path: str, org: str, admin: str, email: str, name: str | None,
-                      branch: str = "main") -> Outcome:
-    """A new organization repository: the policy, a README, one first commit."""
+                      branch: str = "main", adopt: bool = False) -> Outcome:
+    """A new organization repository: the policy, a README, one first commit. With
+    ``adopt``, an existing repository instead: one commit adding the policy on its
+    current branch."""
     text = yaml.safe_dump({
         "organization": org,
         "protected_branches": [branch],
@@ -477,9 +479,13 @@ def init_organization(path: str, org: str, admin: str, email: str, name: str | N
     except PolicyError as exc:
         raise UsageError(f"cannot create the organization: {exc.message}") from None
     actor = policy.members[admin]
-    if os.path.exists(os.path.join(path, ".git")) or (
-            os.path.isdir(path) and os.path.exists(os.path.join(path, "HEAD"))):
-        raise Blocked(f"{path} is already a Git repository; run init on a new directory.")
+    existing = os.path.exists(os.path.join(path, ".git")) or (
+        os.path.isdir(path) and os.path.exists(os.path.join(path, "HEAD")))
+    if adopt:
+        return _adopt(path, org, text, actor)
+    if existing:
+        raise Blocked(f"{path} is already a Git repository; add stageline to it with "
+                      "'stageline init --adopt' (same options), or init a new directory.")
     store = Store.init(path, branch)
     readme = (
         f"# {org} agents\n\n"
@@ -498,7 +504,31 @@ def init_organization(path: str, org: str, admin: str, email: str, name: str | N
     message = _message(f"Create the {org} organization", rules.INIT, actor)
     commit = store.apply(f"refs/heads/{branch}", None, changes, message,
                          Identity(actor.name, actor.email))
-    return Outcome(commit, f"created the {org} organization in {path}.", rules.INIT)
+    return Outcome(commit, f"created the {org} organization in {path}.", rules.INIT,
+                   next=f"add members to {path}/{POLICY_FILE} and commit; 'stageline agent "
+                        "new NAME' scaffolds an agent")
+
+
+def _adopt(path: str, org: str, text: str, actor: Member) -> Outcome:
+    """The policy added to an existing repository's current branch, by its first
+    org-admin: an unborn branch gets the first commit (``init``), a branch with history a
+    plain commit (an ``init`` trailer belongs to a first commit only)."""
+    store = Store.open(path)
+    store.finish_pending()
+    ref = store.head_ref()
+    if ref is None:
+        raise Blocked("HEAD is detached; check out the branch to adopt, then run it again.")
+    head = store.resolve(ref)
+    if head is not None and store.blob_at(head, POLICY_FILE) is not None:
+        raise Blocked(f"{short_ref(ref)} already has a {POLICY_FILE}; this repository uses "
+                      "stageline already.")
+    subject = f"Adopt stageline for the {org} organization"
+    message = _message(subject, rules.INIT, actor) if head is None else f"{subject}\n"
+    commit = store.apply(ref, head, {POLICY_FILE: Entry(FILE_MODE, store.hash_blob(
+        text.encode()))}, message, Identity(actor.name, actor.email))
+    return Outcome(commit, f"added {POLICY_FILE} for the {org} organization to "
+                           f"{short_ref(ref)}.", rules.INIT,
+                   next=f"add members to {POLICY_FILE}, commit, and push {short_ref(ref)}")
 
 
 def import_organization(store: Store, ref: str, files: dict[str, bytes]) -> str:

@@ -4,13 +4,21 @@ acts. Every command that reads or writes the organization starts here."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from stageline import approval
 from stageline.approval import Approval
 from stageline.errors import Blocked, PermissionDenied, RepositoryError
 from stageline.git.store import Store
-from stageline.layout import POLICY_FILE, approval_path, env_dir
+from stageline.layout import (
+    ENV_ROOT,
+    ENVIRONMENTS,
+    POLICY_FILE,
+    approval_path,
+    check_agent_name,
+    env_dir,
+)
 from stageline.policy import Member, Policy, PolicyError, first_set, parse_policy
 
 
@@ -30,6 +38,29 @@ class Workspace:
         data = self.store.blob_at(self.head, approval_path(agent))
         return None if data is None else approval.parse(data, approval_path(agent))
 
+    def agent_names(self) -> set[str]:
+        """Every agent in any environment at the tip (one ``ls-tree``)."""
+        found = self.store.subdirectories(self.head, [f"{ENV_ROOT}/{e}" for e in ENVIRONMENTS])
+        return {name for listing in found.values() for name in listing}
+
+    def require_agent(self, agent: str) -> None:
+        """The one sentence, and exit 4, for an agent in no environment, whatever the
+        command: with the nearest name when one is close."""
+        check_agent_name(agent)
+        names = self.agent_names()
+        if agent not in names:
+            raise Blocked(f"there is no agent {agent} in any environment"
+                          f"{did_you_mean(agent, names)}; 'stageline status' lists them, "
+                          "'stageline agent new' creates one.")
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """" (did you mean support-bot?)" for the nearest of ``names``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
 
 
 def open_workspace(repo: str | None) -> Workspace:
@@ -45,7 +76,8 @@ def open_workspace(repo: str | None) -> Workspace:
     data = store.blob_at(head, POLICY_FILE)
     if data is None:
         raise PolicyError(f"there is no {POLICY_FILE} at the tip of "
-                          f"{ref.removeprefix('refs/heads/')}; this is not a stageline repository.")
+                          f"{ref.removeprefix('refs/heads/')}; this is not a stageline repository "
+                          "yet ('stageline init --adopt' adds one).")
     return Workspace(store, ref, head, parse_policy(data))
 
 
@@ -56,8 +88,9 @@ def resolve_actor(ws: Workspace, explicit: str | None) -> Member:
     if wanted:
         member = ws.policy.member(wanted)
         if member is None:
-            raise PermissionDenied(f"{wanted} is not a member of {ws.policy.organization}; "
-                                   f"ask an org-admin to add them to {POLICY_FILE}.")
+            raise PermissionDenied(f"{wanted} is not a member of {ws.policy.organization}"
+                                   f"{did_you_mean(wanted, ws.policy.members)}; ask an "
+                                   f"org-admin to add them to {POLICY_FILE}.")
         return member
     from_ci = first_set(ws.policy.ci_actor_env, os.environ)
     if from_ci is not None:

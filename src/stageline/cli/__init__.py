@@ -28,6 +28,36 @@ def demo(keep: bool) -> None:
     run_demo(keep=keep, echo=click.echo, run=run)
 
 
+# click 8.2 and later raise this for a group called without a command; earlier releases
+# print the help themselves.
+_HELP_ASKED: type[click.UsageError] = getattr(click.exceptions, "NoArgsIsHelpError",
+                                              type("_Never", (click.UsageError,), {}))
+_GLOBAL_OPTIONS = ("--repo", "--as")
+
+
+def _globals_first(argv: list[str]) -> list[str]:
+    """``--repo`` and ``--as`` are the group's options; a user may also write them after
+    the command (``stageline status --as olga``): they are moved in front of it. Nothing
+    after ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--":
+            rest += argv[i:]
+            break
+        if item.partition("=")[0] in _GLOBAL_OPTIONS and "=" in item:
+            front.append(item)
+        elif item in _GLOBAL_OPTIONS and i + 1 < len(argv):
+            front += argv[i:i + 2]
+            i += 1
+        else:
+            rest.append(item)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
@@ -37,12 +67,16 @@ def run(argv: list[str] | None = None, echo_err: Callable[[str], None] | None = 
     err = echo_err or (lambda text: click.echo(
         paint("stageline:", err=True, fg="red", bold=True) + text.removeprefix("stageline:"),
         err=True))
+    args = _globals_first(sys.argv[1:] if argv is None else argv)
     try:
-        result = cli.main(args=argv, prog_name="stageline", standalone_mode=False)
+        result = cli.main(args=args, prog_name="stageline", standalone_mode=False)
         if isinstance(result, int):  # ctx.exit(code): click returns it instead of raising
             return result
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except _HELP_ASKED as exc:  # a bare 'stageline' or 'stageline agent': help, not an error
+        click.echo(exc.ctx.get_help() if exc.ctx else cli.get_help(click.Context(cli)))
+        return 0
     except click.exceptions.Abort:
         err("stageline: aborted.")
         return 130

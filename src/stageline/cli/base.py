@@ -101,9 +101,11 @@ def report_outcome(outcome: Outcome, as_json: bool = False,
             click.echo(paint(pushed.sentence, fg="green"))
             if outcome.next:
                 click.echo(f"next: {outcome.next}.")
-    elif outcome.commit:
+    elif outcome.commit and branch:
         click.echo(f"committed on {branch}, here only: the server judges it when you run "
                    f"'git push' (or add --push){then}")
+    elif outcome.next:
+        click.echo(f"next: {outcome.next}.")
 
 
 def run_action(ws: Workspace, plan: Plan, dry_run: bool, as_json: bool, push: bool) -> None:

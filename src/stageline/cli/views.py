@@ -64,19 +64,21 @@ def _open_and_fetch(g: Globals, fetch: bool) -> Workspace:
 @click.pass_obj
 def status(g: Globals, agent: str | None, output: str, fetch: bool, as_json: bool) -> None:
     """Where the branch stands against its upstream, then each agent's tree in every
-    environment and its QA status; what blocks production is listed below the table."""
+    environment and its QA status; what blocks production is listed below the table.
+
+    \b
+    Examples:
+      stageline status --fetch
+      stageline status support-bot -o wide
+      stageline status --json
+    """
     from stageline import remote
     from stageline.inventory import collect
-    from stageline.layout import check_agent_name
 
-    if agent is not None:
-        check_agent_name(agent)
     ws = _open_and_fetch(g, fetch)
+    if agent is not None:
+        ws.require_agent(agent)
     statuses = collect(ws, agent)
-    if agent is not None and not statuses:
-        from stageline.errors import Blocked
-
-        raise Blocked(f"{agent} is in no environment; create it with 'stageline agent new'.")
     standing = remote.standing(ws)
     if as_json:
         emit_json({"branch": standing.to_json(), "agents": [s.to_json() for s in statuses]})
@@ -155,7 +157,10 @@ def history(g: Globals, agent: str, env: str, limit: int | None, as_json: bool) 
     from stageline.workspace import open_workspace
 
     check_agent_name(agent)
-    versions = versions_of(open_workspace(g.repo), agent, env, limit)
+    ws = open_workspace(g.repo)
+    versions = versions_of(ws, agent, env, limit)
+    if not versions:
+        ws.require_agent(agent)  # a retired agent keeps its history
     if as_json:
         emit_json({"agent": agent, "environment": env,
                    "versions": [v.to_json() for v in versions]})
@@ -186,7 +191,10 @@ def diff(ctx: click.Context, agent: str, old: str | None, new: str | None, stat:
     from stageline.workspace import open_workspace
 
     check_agent_name(agent)
-    comparison = compare(open_workspace(ctx.obj.repo), agent, old, new)
+    ws = open_workspace(ctx.obj.repo)
+    if not any(side and "@" in side for side in (old, new)):
+        ws.require_agent(agent)  # ENV@REV may name a state of a retired agent
+    comparison = compare(ws, agent, old, new)
     if as_json:
         emit_json(comparison.to_json())
     else:
@@ -272,6 +280,8 @@ def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: b
     from stageline.workspace import open_workspace
 
     ws = open_workspace(g.repo)
+    if agent is not None and not worktree:
+        ws.require_agent(agent)
     results = [(name, findings(ws, name, source, env, worktree))
                for name, source in agent_sources(ws, env, agent, worktree)]
     errors = sum(1 for _n, fs in results for f in fs if f.severity == "error")
@@ -308,6 +318,8 @@ def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | No
     from stageline.workspace import open_workspace
 
     ws = open_workspace(g.repo)
+    if not worktree:
+        ws.require_agent(agent)
     ((name, source),) = agent_sources(ws, env, agent, worktree)
     results = conversation_tests(source)
     failed = [r for r in results if not r.passed]

@@ -24,13 +24,23 @@ from stageline.cli.base import (
 @click.option("--admin-email", required=True, metavar="EMAIL")
 @click.option("--admin-name", metavar="NAME")
 @click.option("--branch", default="main", show_default=True, help="The protected branch.")
+@click.option("--adopt", is_flag=True,
+              help="Add stageline to the existing repository at PATH (one commit adding "
+                   "stageline.yaml on its current branch) instead of creating one.")
 @JSON_OPTION
 def init(path: str, org: str, admin: str, admin_email: str, admin_name: str | None,
-         branch: str, as_json: bool) -> None:
-    """Create a new organization repository."""
+         branch: str, adopt: bool, as_json: bool) -> None:
+    """Create a new organization repository (or, with --adopt, add stageline to one).
+
+    \b
+    Examples:
+      stageline init acme --org acme --admin olga --admin-email olga@acme.test
+      stageline init . --adopt --org acme --admin olga --admin-email olga@acme.test
+    """
     from stageline.actions import init_organization
 
-    report_outcome(init_organization(path, org, admin, admin_email, admin_name, branch), as_json)
+    report_outcome(init_organization(path, org, admin, admin_email, admin_name, branch, adopt),
+                   as_json)
 
 
 @cli.group()
@@ -65,10 +75,18 @@ def agent_new(g: Globals, name: str, dry_run: bool, push: bool, as_json: bool) -
 @click.pass_obj
 def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: bool,
             push: bool, as_json: bool) -> None:
-    """Copy development over staging, or QA-approved staging over production."""
+    """Copy development over staging, or QA-approved staging over production.
+
+    \b
+    Examples:
+      stageline --as alice promote support-bot --to staging --push
+      stageline --as olga promote support-bot --to production --dry-run
+      stageline --as olga promote support-bot --to production --override "incident 42"
+    """
     from stageline.actions import plan_promote
 
     ws, actor = workspace_and_actor(g)
+    ws.require_agent(agent)
     if dry_run and target == "production" and actor.has("org-admin"):
         # every reason at once, where the command itself stops at the first
         from stageline.errors import Blocked
@@ -92,10 +110,18 @@ def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: 
 def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool,
                as_json: bool) -> None:
     """Mark the agent's current staging tree Ready for Production (QA), or withdraw your
-    mark."""
+    mark.
+
+    \b
+    Examples:
+      stageline --as quinn test support-bot --env staging
+      stageline --as quinn mark-ready support-bot --push
+      stageline --as quinn mark-ready support-bot --withdraw --push
+    """
     from stageline.actions import plan_mark_ready, plan_withdraw
 
     ws, actor = workspace_and_actor(g)
+    ws.require_agent(agent)
     plan = plan_withdraw(ws, actor, agent) if withdraw else plan_mark_ready(ws, actor, agent)
     run_action(ws, plan, dry_run, as_json, push)
 
@@ -110,8 +136,16 @@ def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool
 @click.pass_obj
 def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, push: bool,
              as_json: bool) -> None:
-    """Restore production to an earlier production state (org-admin)."""
+    """Restore production to an earlier production state (org-admin).
+
+    \b
+    Examples:
+      stageline --as olga rollback support-bot --push
+      stageline history support-bot
+      stageline --as olga rollback support-bot --to 5a800120 --dry-run
+    """
     from stageline.actions import plan_rollback
 
     ws, actor = workspace_and_actor(g)
+    ws.require_agent(agent)
     run_action(ws, plan_rollback(ws, actor, agent, rev), dry_run, as_json, push)

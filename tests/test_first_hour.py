@@ -1,0 +1,78 @@
+"""What a new team meets first: help without a command, global options where a user
+writes them, one sentence for an unknown agent, adopting a repository."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git, sl
+
+from stageline.errors import BLOCKED, OK, PERMISSION_DENIED, REPOSITORY
+
+
+@pytest.mark.parametrize("args", [(), ("agent",), ("hook",)])
+def test_a_group_without_a_command_prints_its_help(args: tuple[str, ...]) -> None:
+    result = sl(None, *args)
+    assert result.code == OK and result.err == ""
+    assert result.out.startswith(f"Usage: stageline {' '.join(args)}".rstrip() + " [OPTIONS]")
+
+
+@pytest.mark.parametrize("hook", ["pre-receive", "post-receive"])
+def test_the_hooks_have_help(hook: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "stageline", "hook", hook, "--help"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"Usage: stageline hook {hook}")
+
+
+def test_global_options_after_the_command(ready_org: Path, tmp_path: Path) -> None:
+    before = sl(None, "--repo", str(ready_org), "--as", "quinn", "list")
+    after = sl(None, "list", "--as", "quinn", "--repo", str(ready_org))
+    assert after.code == OK and after.out == before.out
+    assert sl(None, "list", "--as=quinn", f"--repo={ready_org}").out == before.out
+    # after "--" nothing is moved
+    assert sl(ready_org, "diff", "support-bot", "--", "--as").code != OK
+
+
+COMMANDS = [("status", "supprt-bot"), ("history", "supprt-bot"), ("diff", "supprt-bot"),
+            ("validate", "supprt-bot"), ("test", "supprt-bot"),
+            ("promote", "supprt-bot", "--to", "staging"), ("mark-ready", "supprt-bot"),
+            ("rollback", "supprt-bot")]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_an_unknown_agent_is_one_sentence_and_exit_4_everywhere(org: Path,
+                                                                 args: tuple[str, ...]) -> None:
+    result = sl(org, *args, actor="olga")
+    assert result.code == BLOCKED
+    assert result.err.strip() == (
+        "stageline: there is no agent supprt-bot in any environment (did you mean "
+        "support-bot?); 'stageline status' lists them, 'stageline agent new' creates one.")
+
+
+def test_an_unknown_member_gets_the_nearest_name(org: Path) -> None:
+    result = sl(org, "list", actor="quin")
+    assert result.code == PERMISSION_DENIED and "(did you mean quinn?)" in result.err
+
+
+def test_init_adopts_an_existing_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "existing"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "notes.md").write_text("ours\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m", "first")
+    assert sl(repo, "status").code == REPOSITORY
+    options = ("--org", "acme", "--admin", "olga", "--admin-email", "olga@acme.test")
+    refused = sl(None, "init", str(repo), *options)
+    assert refused.code == BLOCKED and "init --adopt" in refused.err
+    done = sl(None, "init", str(repo), "--adopt", *options)
+    assert done.code == OK, done.err
+    assert git(repo, "log", "--format=%an %s").split("\n")[:2] == [
+        "olga Adopt stageline for the acme organization", "x first"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert sl(repo, "agent", "new", "fresh-bot", actor="olga").code == OK
+    again = sl(None, "init", str(repo), "--adopt", *options)
+    assert again.code == BLOCKED and "uses stageline already" in again.err
