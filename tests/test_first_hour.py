@@ -3,14 +3,17 @@ writes them, one sentence for an unknown agent, adopting a repository."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import git, sl
+from servers import Released, accepted
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED, REPOSITORY
+from stageline.inventory import RESHIP
 
 
 @pytest.mark.parametrize("args", [(), ("agent",), ("hook",)])
@@ -76,3 +79,41 @@ def test_init_adopts_an_existing_repository(tmp_path: Path) -> None:
     assert sl(repo, "agent", "new", "fresh-bot", actor="olga").code == OK
     again = sl(None, "init", str(repo), "--adopt", *options)
     assert again.code == BLOCKED and "uses stageline already" in again.err
+
+
+def test_uncommitted_work_is_never_silently_ignored(staged_org: Path) -> None:
+    """staging already equals the committed development: "nothing to do" would hide the
+    edit on disk."""
+    prompt = staged_org / "environments/development/support-bot/prompts/system.md"
+    prompt.write_text("an edit not committed\n")
+    result = sl(staged_org, "promote", "support-bot", "--to", "staging", actor="alice")
+    assert result.code == BLOCKED
+    assert result.err.strip() == (
+        "stageline: development/support-bot has uncommitted changes (environments/development/"
+        "support-bot/prompts/system.md); commit them first: promotion copies the committed "
+        "state.")
+    checked = sl(staged_org, "validate", "support-bot")
+    assert checked.code == OK and "this judged the committed state" in checked.err
+    on_disk = sl(staged_org, "validate", "support-bot", "--worktree")
+    assert on_disk.code == OK and "committed state" not in on_disk.err
+    tested = sl(staged_org, "test", "support-bot")
+    assert "this judged the committed state" in tested.err
+
+
+def test_a_tree_production_was_rolled_back_from_is_not_shipped_again_by_accident(
+        released: Released) -> None:
+    clone, server = released.clone, released.server
+    assert sl(clone, "rollback", "support-bot", actor="olga").code == OK
+    accepted(clone, server, "olga")
+    shown = json.loads(sl(clone, "status", "--json").out)["agents"][0]
+    assert shown["ready_for_production"] is True  # staging still holds v3, still marked
+    assert shown["blocked_by"] == [RESHIP]
+    assert sl(clone, "status").out.splitlines()[-1] == \
+        f"support-bot cannot go to production now: {RESHIP}."
+    again = sl(clone, "promote", "support-bot", "--to", "production", actor="omar")
+    assert again.code == BLOCKED and "--force-reship" in again.err
+    assert sl(clone, "promote", "support-bot", "--to", "production", "--dry-run",
+              "--force-reship", actor="omar").code == OK
+    assert sl(clone, "promote", "support-bot", "--to", "production", "--force-reship",
+              actor="omar").code == OK
+    accepted(clone, server, "omar")

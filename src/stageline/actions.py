@@ -252,13 +252,34 @@ def promote(ws: Workspace, actor: Member, agent: str, target: str) -> Outcome:
 
 
 def plan_promote(ws: Workspace, actor: Member, agent: str, target: str,
-                 override: str | None = None) -> Plan:
+                 override: str | None = None, force_reship: bool = False) -> Plan:
     check_agent_name(agent)
+    if target in ("staging", "production"):
+        _refuse_uncommitted_source(ws, "development" if target == "staging" else "staging",
+                                   agent)
     if target == "staging":
         return _promote_to_staging(ws, actor, agent, override)
     if target == "production":
-        return _promote_to_production(ws, actor, agent, override)
+        return _promote_to_production(ws, actor, agent, override, force_reship)
     raise UsageError(f"cannot promote to {target!r}; use --to staging or --to production.")
+
+
+def uncommitted(ws: Workspace, env: str, agent: str | None) -> list[str]:
+    """Uncommitted changes in a clone under an agent's directory (or the environment's)."""
+    if not ws.store.checks_out(ws.ref):
+        return []
+    where = env_dir(env, agent) if agent else f"{ENV_ROOT}/{env}"
+    return ws.store.dirty_paths([where], ws.head)
+
+
+def _refuse_uncommitted_source(ws: Workspace, env: str, agent: str) -> None:
+    """A promotion copies the committed state: changes not committed would be left behind
+    without a word, and "nothing to do" would hide them."""
+    dirty = uncommitted(ws, env, agent)
+    if dirty:
+        more = f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else ""
+        raise Blocked(f"{env}/{agent} has uncommitted changes ({dirty[0]}{more}); commit them "
+                      "first: promotion copies the committed state.")
 
 
 def window_extra(ws: Workspace, actor: Member, target: str, override: str | None,
@@ -302,7 +323,7 @@ def _promote_to_staging(ws: Workspace, actor: Member, agent: str,
 
 
 def _promote_to_production(ws: Workspace, actor: Member, agent: str,
-                           override: str | None = None) -> Plan:
+                           override: str | None = None, force_reship: bool = False) -> Plan:
     _require(actor, rules.PROMOTE_PRODUCTION)
     staging = ws.tree("staging", agent)
     if staging is None:
@@ -324,6 +345,9 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str,
         raise PermissionDenied(f"{actor.id} marked this staging tree of {agent} ready and may not "
                                "also push it to production; an org-admin who did not mark it "
                                "must.")
+    if not force_reship and _rolled_back_from(ws, agent) == staging:
+        raise Blocked(f"production of {agent} was rolled back from this staging tree; promote "
+                      "a fix to staging, or pass --force-reship to ship it again.")
     _validated(ws, agent, "staging", staging, "production")
     changes: dict[str, Entry | None] = {env_dir("production", agent): Entry(TREE_MODE, staging)}
     extra = window_extra(ws, actor, "production", override)
@@ -331,6 +355,16 @@ def _promote_to_production(ws: Workspace, actor: Member, agent: str,
                        extra)
     return _plan(rules.PROMOTE_PRODUCTION, agent, actor, changes, message,
                  f"promoted {agent} to production.")
+
+
+def _rolled_back_from(ws: Workspace, agent: str) -> str | None:
+    """The tree production was rolled back from, when its last change is a rollback."""
+    from stageline.history import history
+
+    last = history(ws, agent, "production", limit=1)
+    if not last or last[0].action != rules.ROLLBACK:
+        return None
+    return ws.store.tree_at(f"{last[0].commit}~1", env_dir("production", agent))
 
 
 def mark_ready(ws: Workspace, actor: Member, agent: str) -> Outcome:

@@ -12,7 +12,7 @@ from stageline.approval import Approval
 from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
-from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS
+from stageline.layout import AGENT_DEPTH, APPROVALS, ENV_ROOT, ENVIRONMENTS, env_dir
 from stageline.policy import Member, Policy
 from stageline.workspace import Workspace
 
@@ -88,6 +88,10 @@ def action_of(commit: CommitInfo) -> str:
     return commit.trailers.get("Stageline-Action", "edit").split("\n")[0]
 
 
+RESHIP = ("production was rolled back from this staging tree; promote a fix, or ship it "
+          "again with --force-reship")
+
+
 @nogc
 def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> list[AgentStatus]:
     """The status of every agent (or of ``only``) at the tip of the workspace's branch."""
@@ -116,6 +120,13 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
     now = datetime.now(UTC)
     frozen = windows.blocking(list(ws.policy.windows.get("production", ())), now) \
         if ws.policy.windows.get("production") else None
+    # The tree production was rolled back from, where production's last change is a
+    # rollback: the tree at that commit's first parent (one batch of reads).
+    rolled = [(name, c) for name in names if (oid := winners.get(("production", name)))
+              and (c := commits[oid]).parents and action_of(c) == rules.ROLLBACK]
+    rolled_from = dict(zip([name for name, _ in rolled], store.trees_at(
+        [(c.parents[0], env_dir("production", name)) for name, c in rolled]), strict=True))
+
     def counts(marker: str) -> bool:  # a mark counts while its member holds qa
         return (who := ws.policy.member(marker)) is not None and who.has("qa")
 
@@ -131,6 +142,8 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
         if staging is not None and staging != trees["production"].get(name):
             blocked += [problem] if problem else []
             blocked += [f"production is {frozen}"] if frozen else []
+            if rolled_from.get(name) == staging:
+                blocked += [RESHIP]
         result.append(AgentStatus(
             name,
             {env: trees[env].get(name) for env in ENVIRONMENTS},

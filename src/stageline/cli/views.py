@@ -282,6 +282,7 @@ def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: b
     ws = open_workspace(g.repo)
     if agent is not None and not worktree:
         ws.require_agent(agent)
+    _note_uncommitted(ws, env, agent, worktree)
     results = [(name, findings(ws, name, source, env, worktree))
                for name, source in agent_sources(ws, env, agent, worktree)]
     errors = sum(1 for _n, fs in results for f in fs if f.severity == "error")
@@ -298,6 +299,17 @@ def validate(g: Globals, agent: str | None, env: str, worktree: bool, as_json: b
                    f"{warnings} warning(s).")
     if errors:
         raise CheckFailed(f"{errors} error(s) in {env}; fix them before promoting.")
+
+
+def _note_uncommitted(ws: Workspace, env: str, agent: str | None, worktree: bool) -> None:
+    """validate and test read the last commit: say so when the files on disk differ."""
+    from stageline.actions import uncommitted
+
+    dirty = [] if worktree else uncommitted(ws, env, agent)
+    if dirty:
+        click.echo(f"stageline: {dirty[0]}{' and more' if len(dirty) > 1 else ''} has "
+                   "uncommitted changes; this judged the committed state (--worktree judges "
+                   "the files on disk).", err=True)
 
 
 @cli.command("test")
@@ -320,6 +332,7 @@ def test_agent(g: Globals, agent: str, env: str, worktree: bool, junit: str | No
     ws = open_workspace(g.repo)
     if not worktree:
         ws.require_agent(agent)
+    _note_uncommitted(ws, env, agent, worktree)
     ((name, source),) = agent_sources(ws, env, agent, worktree)
     results = conversation_tests(source)
     failed = [r for r in results if not r.passed]

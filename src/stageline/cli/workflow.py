@@ -69,12 +69,14 @@ def agent_new(g: Globals, name: str, dry_run: bool, push: bool, as_json: bool) -
 @click.option("--override", metavar="REASON",
               help="Push through a release or freeze window (org-admins; the reason is "
                    "recorded in the commit and shown by log).")
+@click.option("--force-reship", is_flag=True,
+              help="Push to production a staging tree that production was rolled back from.")
 @DRY_RUN_OPTION
 @PUSH_OPTION
 @JSON_OPTION
 @click.pass_obj
-def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: bool,
-            push: bool, as_json: bool) -> None:
+def promote(g: Globals, agent: str, target: str, override: str | None, force_reship: bool,
+            dry_run: bool, push: bool, as_json: bool) -> None:
     """Copy development over staging, or QA-approved staging over production.
 
     \b
@@ -90,13 +92,15 @@ def promote(g: Globals, agent: str, target: str, override: str | None, dry_run: 
     if dry_run and target == "production" and actor.has("org-admin"):
         # every reason at once, where the command itself stops at the first
         from stageline.errors import Blocked
-        from stageline.inventory import collect
+        from stageline.inventory import RESHIP, collect
 
-        found = collect(ws, agent, with_last=False)
-        blocked = found[0].blocked_by if found else ()
+        found = collect(ws, agent)
+        blocked = [b for b in (found[0].blocked_by if found else ())
+                   if not (force_reship and b == RESHIP)]
         if blocked and not override:
             raise Blocked(f"{agent} cannot go to production now: {'; '.join(blocked)}.")
-    run_action(ws, plan_promote(ws, actor, agent, target, override), dry_run, as_json, push)
+    run_action(ws, plan_promote(ws, actor, agent, target, override, force_reship), dry_run,
+               as_json, push)
 
 
 @cli.command("mark-ready")
