@@ -124,8 +124,12 @@ def test_take_an_agent_out_of_production_only(clone: Path, server: Path) -> None
         "--trailer", "Stageline-Actor: olga", "--trailer", f"Stageline-Restores: {before}")
     accepted(clone, server, "olga")
     assert agents(clone) == {"support-bot": ["development", "staging"]}
-    # and back through the normal path later: staging is still approved
-    assert sl(clone, "promote", "support-bot", "--to", "production", actor="omar").code == OK
+    # and back through the normal path later: staging is still approved, and the tree
+    # production was taken back from is shipped again only on purpose
+    again = sl(clone, "promote", "support-bot", "--to", "production", actor="omar")
+    assert again.code != OK and "--force-reship" in again.err
+    assert sl(clone, "promote", "support-bot", "--to", "production", "--force-reship",
+              actor="omar").code == OK
     accepted(clone, server, "omar")
 
 

@@ -95,19 +95,23 @@ def test_uncommitted_changes_in_the_way_are_refused_and_kept(staged_org: Path, k
 def test_other_uncommitted_work_is_untouched(staged_org: Path) -> None:
     (staged_org / DEV / "prompts/system.md").write_text("v2\n")
     commit_all(staged_org, "alice", "v2")
-    (staged_org / DEV / "agent.yaml").write_text((staged_org / DEV / "agent.yaml").read_text()
-                                                  + "# work in progress\n")
+    (staged_org / "README.md").write_text("work in progress\n")
     (staged_org / "notes.txt").write_text("untracked\n")
     assert sl(staged_org, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
     assert (staged_org / STG / "prompts/system.md").read_text() == "v2\n"
-    assert "# work in progress" in (staged_org / DEV / "agent.yaml").read_text()
+    assert (staged_org / "README.md").read_text() == "work in progress\n"
     assert (staged_org / "notes.txt").read_text() == "untracked\n"
     status = git(staged_org, "status", "--porcelain").splitlines()
-    assert sorted(status) == [f" M {DEV}/agent.yaml", "?? notes.txt"]
+    assert sorted(status) == [" M README.md", "?? notes.txt"]
 
 
 def test_reads_the_committed_state_not_the_work_tree(org: Path) -> None:
+    """Uncommitted changes in the agent's development are not copied, nor left behind
+    without a word: promote refuses until they are committed or put aside."""
     (org / DEV / "prompts/system.md").write_text("uncommitted\n")
+    refused = sl(org, "promote", "support-bot", "--to", "staging", actor="alice")
+    assert refused.code == BLOCKED and "uncommitted changes" in refused.err
+    git(org, "stash", "-q")
     assert sl(org, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
     assert git(org, "show", f"HEAD:{STG}/prompts/system.md") == \
         "You answer billing questions politely."
