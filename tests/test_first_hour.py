@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, sl
-from servers import Released, accepted
+from conftest import author_env, git, sl
+from servers import Released, accepted, rejected
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED, REPOSITORY
 from stageline.inventory import RESHIP
@@ -117,3 +117,17 @@ def test_a_tree_production_was_rolled_back_from_is_not_shipped_again_by_accident
     assert sl(clone, "promote", "support-bot", "--to", "production", "--force-reship",
               actor="omar").code == OK
     accepted(clone, server, "omar")
+
+
+def test_a_secret_in_development_is_stopped_at_commit_and_at_push_with_its_line(
+        clone: Path, server: Path) -> None:
+    prompt = clone / "environments/development/support-bot/prompts/system.md"
+    prompt.write_text("You answer billing questions.\nkey: sk-proj-" + "a1B2" * 10 + "\n")
+    git(clone, "add", "-A")
+    git(clone, "config", "user.email", "alice@test.example")
+    guarded = sl(clone, "guard")
+    assert guarded.code != OK
+    assert "system.md: this looks like an OpenAI/Stripe-style secret key (line 2)" in guarded.err
+    assert "${settings.NAME}" in guarded.err
+    git(clone, "commit", "-q", "-m", "Oops", env=author_env("alice"))
+    rejected(clone, server, "alice", "secret key (line 2), and a secret pushed once stays")

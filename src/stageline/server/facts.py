@@ -162,9 +162,11 @@ def gather(store: Store, commits: Sequence[CommitInfo], tip: str, malformed: Mal
                 scanned[ch.new_oid] = None
     # Contents come along (one cat-file for all): approvals are read, agent trees small.
     found = dict(zip(specs, store.objects(specs), strict=True))
-    secrets = {oid: label for oid, obj in zip(scanned, store.objects(list(scanned)),
-                                              strict=True)
-               if obj and (label := next((lb for lb, _line in secrets_in(obj[2])), None))}
+    # The first finding of each blob: what it looks like, and on which line.
+    secrets = {oid: f"{label} (line {line})" if line else label
+               for oid, obj in zip(scanned, store.objects(list(scanned)), strict=True)
+               if obj and (first := next(secrets_in(obj[2]), None)) is not None
+               for label, line in [first]}
     records: dict[str, Approval | str] = {}
 
     def record(spec: str) -> Approval | str | None:
