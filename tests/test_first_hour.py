@@ -4,13 +4,14 @@ writes them, one sentence for an unknown agent, adopting a repository."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import author_env, git, sl
-from servers import Released, accepted, rejected
+from servers import Released, accepted, ready, rejected
 
 from stageline.errors import BLOCKED, OK, PERMISSION_DENIED, REPOSITORY
 from stageline.inventory import RESHIP
@@ -131,3 +132,49 @@ def test_a_secret_in_development_is_stopped_at_commit_and_at_push_with_its_line(
     assert "${settings.NAME}" in guarded.err
     git(clone, "commit", "-q", "-m", "Oops", env=author_env("alice"))
     rejected(clone, server, "alice", "secret key (line 2), and a secret pushed once stays")
+
+
+def test_hook_install_into_a_clone_warns(org: Path) -> None:
+    result = sl(None, "hook", "install", str(org))
+    assert result.code == OK and "warning:" in result.out and "bare repository" in result.out
+
+
+def test_an_action_in_the_hooked_server_itself_asks_for_yes(server: Path) -> None:
+    refused = sl(server, "agent", "new", "fresh-bot", actor="olga")
+    assert refused.code == 2 and "past the hook and the push log" in refused.err
+    assert sl(server, "agent", "new", "fresh-bot", "--dry-run", actor="olga").code == OK
+    assert sl(server, "agent", "new", "fresh-bot", "--yes", actor="olga").code == OK
+
+
+def test_export_refuses_states_the_server_has_not_accepted(clone: Path, server: Path,
+                                                           tmp_path: Path) -> None:
+    ready(clone, server)
+    assert sl(clone, "promote", "support-bot", "--to", "production", actor="olga").code == OK
+    out = tmp_path / "dist"
+    refused = sl(clone, "export", "--out", str(out))
+    assert refused.code == BLOCKED and "1 commit(s) ahead of origin/main" in refused.err
+    assert not out.exists()
+    quiet = sl(clone, "export", "--out", str(out), "--allow-unpushed", "--quiet")
+    assert quiet.code == OK and quiet.out == "" and (out / "support-bot.json").exists()
+
+
+def test_an_action_on_an_unprotected_branch_says_so(org: Path) -> None:
+    git(org, "checkout", "-q", "-b", "try-things")
+    (org / "environments/development/support-bot/prompts/system.md").write_text("v2\n")
+    git(org, "commit", "-qam", "v2", env=author_env("alice"))
+    done = sl(org, "promote", "support-bot", "--to", "staging", actor="alice")
+    assert done.code == OK
+    assert "note: try-things is not a protected branch" in done.out
+
+
+def test_force_color_colours_a_pipe(ready_org: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    plain = subprocess.run([sys.executable, "-m", "stageline", "status"], cwd=ready_org,
+                           env=env, capture_output=True, text=True)
+    forced = subprocess.run([sys.executable, "-m", "stageline", "status"], cwd=ready_org,
+                            env={**env, "FORCE_COLOR": "1"}, capture_output=True, text=True)
+    assert "\x1b[" not in plain.stdout and "\x1b[1mAGENT" in forced.stdout
+    off = subprocess.run([sys.executable, "-m", "stageline", "status"], cwd=ready_org,
+                         env={**env, "FORCE_COLOR": "1", "NO_COLOR": "1"}, capture_output=True,
+                         text=True)
+    assert "\x1b[" not in off.stdout

@@ -190,7 +190,8 @@ them). The real command, run next on the same state, makes exactly this tree (ex
 `mark-ready`, whose approval records the time it is made).
 
 **Colour** is used on a terminal only (status, diff, test results and errors), never
-when `NO_COLOR` is set to a non-empty value or `TERM=dumb`. **Progress** (`verify` of a
+when `NO_COLOR` is set to a non-empty value or `TERM=dumb`; `FORCE_COLOR` or
+`CLICOLOR_FORCE` (not `0`) colours a pipe too, for CI logs that show it. **Progress** (`verify` of a
 long range) is drawn on stderr only when stderr is a terminal, and erased when done.
 
 **Shell completion** comes from click: commands, options and agent names.

@@ -115,14 +115,21 @@ def bundle_digest(bundle: Mapping[str, Any]) -> str:
 
 
 def export(store: Store, out: Path, agents: Sequence[str] = (), rev: str | None = None,
-           progress: Progress | None = None) -> Export:
+           progress: Progress | None = None, allow_unpushed: bool = False) -> Export:
     """Write the bundles of the production agents (all, or ``agents``) into ``out``.
 
     Everything is read and checked before the first byte is written: a refusal
-    leaves ``out`` as it was.
+    leaves ``out`` as it was. A clone's branch ahead of the branch it tracks holds
+    states the server has not accepted: refused unless ``allow_unpushed``.
     """
     wanted = sorted({check_agent_name(a) for a in agents})
     ref, commit = source(store, rev)
+    tracking = store.tracking(ref) if rev is None and not allow_unpushed else None
+    if tracking is not None and tracking.ahead:
+        raise Blocked(f"{short_ref(ref)} is {tracking.ahead} commit(s) ahead of "
+                      f"{tracking.upstream.removeprefix('refs/remotes/')}: the bundles would "
+                      "hold states the server has not accepted; push first, or pass "
+                      "--allow-unpushed.")
     bundles = build(store, commit, wanted)
     existing = _existing_bundles(out, {b.agent: b.data for b in bundles})
     return _write(out, ref, commit, bundles, existing, progress)

@@ -48,6 +48,8 @@ def emit_json(data: Any) -> None:
 def cli(ctx: click.Context, repo: str | None, actor: str | None) -> None:
     """Development → staging → production for AI agents, on Git."""
     ctx.obj = Globals(repo, actor)
+    if forced_colour() and not os.environ.get("NO_COLOR"):
+        ctx.color = True  # click.echo keeps the colour codes on a pipe
 
 
 def workspace_and_actor(g: Globals) -> tuple[Workspace, Member]:
@@ -64,7 +66,16 @@ def use_colour(err: bool = False) -> bool:
 
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
+    if forced_colour():
+        return True
     return is_terminal(sys.stderr if err else sys.stdout)
+
+
+def forced_colour() -> bool:
+    """FORCE_COLOR or CLICOLOR_FORCE set (and not "0"): colour into a pipe too, as CI logs
+    that render it ask (https://force-color.org, https://bixense.com/clicolors)."""
+    return any(os.environ.get(name, "0") not in ("", "0")
+               for name in ("FORCE_COLOR", "CLICOLOR_FORCE"))
 
 
 def paint(text: str, err: bool = False, **style: Any) -> str:
@@ -108,17 +119,28 @@ def report_outcome(outcome: Outcome, as_json: bool = False,
         click.echo(f"next: {outcome.next}.")
 
 
-def run_action(ws: Workspace, plan: Plan, dry_run: bool, as_json: bool, push: bool) -> None:
+def run_action(ws: Workspace, plan: Plan, dry_run: bool, as_json: bool, push: bool,
+               yes: bool = False) -> None:
     """Make (or preview) the planned commit, push it with ``push``, and say so. A push
     the server rejects is exit 1; the commit stays on the branch."""
     from stageline import remote
     from stageline.actions import run_plan
-    from stageline.errors import CheckFailed
+    from stageline.errors import CheckFailed, UsageError
+    from stageline.server.install import installed_in
+
+    if ws.store.work_tree is None and not dry_run and not yes and \
+            installed_in(ws.store.git_dir):
+        raise UsageError(f"{ws.store.git_dir} is a server repository with stageline's hook: "
+                         "an action here moves the branch directly, past the hook and the "
+                         "push log; act in a clone and push, or pass --yes.")
 
     tracking = remote.upstream(ws) if push and not dry_run else None
     outcome = run_plan(ws, plan, dry_run)
     pushed = remote.push(ws, tracking) if tracking is not None else None
     report_outcome(outcome, as_json, pushed, short_ref(ws.ref))
+    if outcome.commit and not as_json and not ws.policy.is_protected(ws.ref):
+        click.echo(f"note: {short_ref(ws.ref)} is not a protected branch; the server judges "
+                   f"this commit when it reaches {ws.policy.protected_branches[0]}.")
     if pushed is not None and not pushed.accepted:
         raise CheckFailed(f"{pushed.sentence.rstrip('.')}; the commit stays on your branch, "
                           "unpushed.")
@@ -127,6 +149,9 @@ def run_action(ws: Workspace, plan: Plan, dry_run: bool, as_json: bool, push: bo
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 DRY_RUN_OPTION = click.option("--dry-run", is_flag=True,
                               help="Print the commit it would make, and write nothing.")
+YES_OPTION = click.option("--yes", is_flag=True,
+                          help="Act even in a server repository with stageline's hook (past "
+                               "the hook and the push log).")
 PUSH_OPTION = click.option("--push", is_flag=True,
                            help="Then push the branch to its upstream and report the server's "
                                 "verdict (exit 1 when it rejects the push).")

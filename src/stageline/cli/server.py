@@ -109,10 +109,14 @@ _EXPORT_PROGRESS_FROM = 20  # fewer agents export in a blink: no progress line
               help="Where the bundles go (created if missing; holds nothing but bundles).")
 @click.option("--ref", "rev", metavar="REV",
               help="A commit of the protected branch (default: its tip).")
+@click.option("--allow-unpushed", is_flag=True,
+              help="Export even when the branch is ahead of its upstream (states the server "
+                   "has not accepted).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def export_bundles(g: Globals, agents: tuple[str, ...], out: str, rev: str | None,
-                   as_json: bool) -> None:
+                   allow_unpushed: bool, quiet: bool, as_json: bool) -> None:
     """Write DIR/<agent>.json deployment bundles of the production agents (all, or the
     named ones): their files, tree id and production settings."""
     from pathlib import Path
@@ -125,16 +129,18 @@ def export_bundles(g: Globals, agents: tuple[str, ...], out: str, rev: str | Non
     for name in agents:
         check_agent_name(name)
     progress = None
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not quiet:
         def progress(done: int, total: int) -> None:
             if total >= _EXPORT_PROGRESS_FROM and (done == total or done % 10 == 0):
                 end = "\r\x1b[K" if done == total else ""
                 click.echo(f"\rstageline: exporting {done}/{total} agents{end}", nl=False,
                            err=True)
     with Store.open(g.repo) as store:
-        result = export(store, Path(out), agents, rev, progress)
+        result = export(store, Path(out), agents, rev, progress, allow_unpushed)
     if as_json:
         emit_json(result.to_json())
+        return
+    if quiet:
         return
     for item in result.agents:
         click.echo(f"{item.path}  tree {item.tree[:12]}  sha256 {item.sha256[:16]}"

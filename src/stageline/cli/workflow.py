@@ -8,6 +8,7 @@ from stageline.cli.base import (
     DRY_RUN_OPTION,
     JSON_OPTION,
     PUSH_OPTION,
+    YES_OPTION,
     Globals,
     cli,
     complete_agents,
@@ -52,14 +53,16 @@ def agent() -> None:
 @click.argument("name")
 @DRY_RUN_OPTION
 @PUSH_OPTION
+@YES_OPTION
 @JSON_OPTION
 @click.pass_obj
-def agent_new(g: Globals, name: str, dry_run: bool, push: bool, as_json: bool) -> None:
+def agent_new(g: Globals, name: str, dry_run: bool, push: bool, yes: bool,
+              as_json: bool) -> None:
     """Scaffold the smallest valid agent in development and commit it."""
     from stageline.actions import plan_new_agent
 
     ws, actor = workspace_and_actor(g)
-    run_action(ws, plan_new_agent(ws, actor, name), dry_run, as_json, push)
+    run_action(ws, plan_new_agent(ws, actor, name), dry_run, as_json, push, yes)
 
 
 @cli.command()
@@ -73,10 +76,11 @@ def agent_new(g: Globals, name: str, dry_run: bool, push: bool, as_json: bool) -
               help="Push to production a staging tree that production was rolled back from.")
 @DRY_RUN_OPTION
 @PUSH_OPTION
+@YES_OPTION
 @JSON_OPTION
 @click.pass_obj
 def promote(g: Globals, agent: str, target: str, override: str | None, force_reship: bool,
-            dry_run: bool, push: bool, as_json: bool) -> None:
+            dry_run: bool, push: bool, yes: bool, as_json: bool) -> None:
     """Copy development over staging, or QA-approved staging over production.
 
     \b
@@ -100,7 +104,7 @@ def promote(g: Globals, agent: str, target: str, override: str | None, force_res
         if blocked and not override:
             raise Blocked(f"{agent} cannot go to production now: {'; '.join(blocked)}.")
     run_action(ws, plan_promote(ws, actor, agent, target, override, force_reship), dry_run,
-               as_json, push)
+               as_json, push, yes)
 
 
 @cli.command("mark-ready")
@@ -109,9 +113,10 @@ def promote(g: Globals, agent: str, target: str, override: str | None, force_res
               help="Take back your own mark of the current staging tree.")
 @DRY_RUN_OPTION
 @PUSH_OPTION
+@YES_OPTION
 @JSON_OPTION
 @click.pass_obj
-def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool,
+def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool, yes: bool,
                as_json: bool) -> None:
     """Mark the agent's current staging tree Ready for Production (QA), or withdraw your
     mark.
@@ -127,7 +132,7 @@ def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool
     ws, actor = workspace_and_actor(g)
     ws.require_agent(agent)
     plan = plan_withdraw(ws, actor, agent) if withdraw else plan_mark_ready(ws, actor, agent)
-    run_action(ws, plan, dry_run, as_json, push)
+    run_action(ws, plan, dry_run, as_json, push, yes)
 
 
 @cli.command()
@@ -136,9 +141,10 @@ def mark_ready(g: Globals, agent: str, withdraw: bool, dry_run: bool, push: bool
               help="An earlier commit of the branch (default: the previous production version).")
 @DRY_RUN_OPTION
 @PUSH_OPTION
+@YES_OPTION
 @JSON_OPTION
 @click.pass_obj
-def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, push: bool,
+def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, push: bool, yes: bool,
              as_json: bool) -> None:
     """Restore production to an earlier production state (org-admin).
 
@@ -152,4 +158,4 @@ def rollback(g: Globals, agent: str, rev: str | None, dry_run: bool, push: bool,
 
     ws, actor = workspace_and_actor(g)
     ws.require_agent(agent)
-    run_action(ws, plan_rollback(ws, actor, agent, rev), dry_run, as_json, push)
+    run_action(ws, plan_rollback(ws, actor, agent, rev), dry_run, as_json, push, yes)

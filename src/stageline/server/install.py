@@ -47,9 +47,20 @@ def _ours(path: Path) -> bool:
         return False
 
 
+def installed_in(git_dir: Path) -> bool:
+    """Whether stageline's pre-receive guards this repository (in any layout)."""
+    return any(_ours(git_dir / where.format(hook="pre-receive")) for where in LAYOUTS.values())
+
+
 def install(repo: str, layout: str = "plain") -> str:
     """Install the shims; returns what was done, a line per hook."""
     done = []
+    with Store.open(repo) as store:
+        if store.work_tree is not None:
+            done.append(f"warning: {repo} is a clone with a work tree, not a server's bare "
+                        "repository: its hooks judge only pushes into it (and git refuses "
+                        "pushes to its checked-out branch); install into the server's bare "
+                        "repository.")
     for hook, target in _targets(repo, layout):
         text = data_path("hooks").joinpath(hook).read_text(encoding="utf-8")
         text = text.replace("@PYTHON@", sys.executable)
