@@ -35,7 +35,7 @@ from stageline.layout import (
 from stageline.policy import Member, PolicyError, parse_policy
 from stageline.settings import parse_settings, settings_path
 from stageline.validation import Finding, errors, validate
-from stageline.workspace import Workspace, on_branch
+from stageline.workspace import Workspace, on_branch, open_branch
 
 if TYPE_CHECKING:
     from stageline.conversation import TestResult
@@ -547,12 +547,7 @@ def _adopt(path: str, org: str, text: str, actor: Member) -> Outcome:
     """The policy added to an existing repository's current branch, by its first
     org-admin: an unborn branch gets the first commit (``init``), a branch with history a
     plain commit (an ``init`` trailer belongs to a first commit only)."""
-    store = Store.open(path)
-    store.finish_pending()
-    ref = store.head_ref()
-    if ref is None:
-        raise Blocked("HEAD is detached; check out the branch to adopt, then run it again.")
-    head = store.resolve(ref)
+    store, ref, head = open_branch(path)
     if head is not None and store.blob_at(head, POLICY_FILE) is not None:
         raise Blocked(f"{short_ref(ref)} already has a {POLICY_FILE}; this repository uses "
                       "stageline already.")

@@ -63,13 +63,19 @@ def did_you_mean(name: str, names: Iterable[str]) -> str:
 
 
 
-def open_workspace(repo: str | None) -> Workspace:
+def open_branch(repo: str | None) -> tuple[Store, str, str | None]:
+    """A repository, an interrupted action of it finished, and the branch HEAD points at
+    with its tip (None while the branch is unborn)."""
     store = Store.open(repo)
     store.finish_pending()
     ref = store.head_ref()
     if ref is None:
         raise Blocked("HEAD is detached; check out the branch to act on, then run it again.")
-    head = store.resolve(ref)
+    return store, ref, store.resolve(ref)
+
+
+def open_workspace(repo: str | None) -> Workspace:
+    store, ref, head = open_branch(repo)
     if head is None:
         raise RepositoryError(f"the branch {ref.removeprefix('refs/heads/')} has no commits; "
                               "create the organization with 'stageline init'.")
