@@ -164,6 +164,21 @@ def show(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def line_kind(line: str) -> str:
+    """What a line of ``render`` is: file, hunk, added, removed, changed or context (the
+    CLI colours by it, the site marks it)."""
+    if line.startswith(("+++ ", "--- ")):
+        return "file"
+    if line.startswith("@@"):
+        return "hunk"
+    for prefixes, kind in ((("+", "      + ", "  added "), "added"),
+                           (("-", "      - ", "  removed "), "removed"),
+                           (("      ~ ", "  modified "), "changed")):
+        if line.startswith(prefixes):
+            return kind
+    return "context"
+
+
 def render(comparison: Comparison, stat: bool = False) -> list[str]:
     """The human report: the summary, then (unless ``stat``) the text diffs."""
     old, new = comparison.old, comparison.new

@@ -1,4 +1,4 @@
-"""The server's side and CI's: hook, verify, export, guard."""
+"""The server's side and CI's: hook, verify, export, guard, site."""
 
 from __future__ import annotations
 
@@ -172,3 +172,33 @@ def guard(g: Globals) -> None:
     if verdict.rollback_trailers:
         click.echo("stageline: allowed only as a rollback; end the commit message with:\n"
                    f"{verdict.rollback_trailers}")
+
+
+@cli.command()
+@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Where the site goes (a new or empty directory, or a site written before).")
+@click.option("--ref", "rev", metavar="REV",
+              help="A commit of the protected branch (default: its tip).")
+@click.option("--history", type=int, default=50, show_default=True, metavar="N",
+              help="Versions per environment on each agent's page.")
+@click.pass_obj
+def site(g: Globals, out: str, rev: str | None, history: int) -> None:
+    """Write a static site of the organization: the board of every agent's environments,
+    a page per agent (history, diffs), the audit log. Open DIR/index.html, or publish DIR
+    privately: it shows every prompt.
+
+    \b
+    Examples:
+      stageline site --out public/
+      stageline --repo /srv/git/acme.git site --out /var/www/acme --ref main
+    """
+    from pathlib import Path
+
+    from stageline.git.objects import short_ref
+    from stageline.git.store import Store
+    from stageline.site import build
+
+    with Store.open(g.repo) as store:
+        built = build(store, Path(out), rev, history)
+    click.echo(f"wrote the site of {short_ref(built.ref)} {built.commit[:12]} to {built.out}: "
+               f"{built.pages} pages, {built.agents} agent(s).")

@@ -205,18 +205,14 @@ def diff(ctx: click.Context, agent: str, old: str | None, new: str | None, stat:
 
 
 def _diff_colour(line: str) -> str:
-    """Added lines and keys green, removed red, changed yellow, hunk headers cyan (the
-    shapes ``diffing.render`` prints)."""
-    if line.startswith(("+++ ", "--- ")):
+    """Added lines and keys green, removed red, changed yellow, hunk headers cyan."""
+    from stageline.diffing import line_kind
+
+    kind = line_kind(line)
+    if kind == "file":
         return paint(line, bold=True)
-    if line.startswith("@@"):
-        return paint(line, fg="cyan")
-    for prefixes, fg in ((("+", "      + ", "  added "), "green"),
-                         (("-", "      - ", "  removed "), "red"),
-                         (("      ~ ", "  modified "), "yellow")):
-        if line.startswith(prefixes):
-            return paint(line, fg=fg)
-    return line
+    style = {"hunk": "cyan", "added": "green", "removed": "red", "changed": "yellow"}
+    return paint(line, fg=style[kind]) if kind in style else line
 
 
 @cli.command()

@@ -1,0 +1,205 @@
+"""``stageline site``: the Environments page as a static site, built from the repository.
+
+Read-only, like ``export``: the organization at a commit of the protected branch becomes
+``index.html`` (the board), ``qa.html`` and ``ship.html`` (the board for QA and for
+org-admins), ``agents/<agent>/index.html``, ``log.html``, ``data/status.json`` (exactly
+``status --json``) and ``data/log.jsonl`` (exactly ``log --format jsonl``).
+
+Every string on a page comes from the repository, which the threat model treats as
+written by an attacker: the templates are Jinja2 with autoescape on and undefined names
+an error, nothing is marked safe, no page has a script, and each carries a strict
+Content-Security-Policy. Jinja2 is imported here only, so no other command pays for it.
+The same commit gives the same bytes; the site is built in a temporary directory and
+then put in place of the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stageline.errors import Blocked, UsageError
+from stageline.git.objects import short_ref
+from stageline.git.store import Store
+from stageline.layout import ENVIRONMENTS, POLICY_FILE, PUSH_LOG
+from stageline.policy import parse_policy
+from stageline.workspace import Workspace
+
+MARKER = ".stageline-site"  # in an output directory: a site stageline wrote, safe to replace
+HISTORY = 50  # versions per environment on an agent page
+
+
+@dataclass(frozen=True)
+class Site:
+    out: Path
+    ref: str
+    commit: str
+    agents: int
+    pages: int
+
+
+def open_at(store: Store, rev: str | None) -> Workspace:
+    """The organization at ``rev``, a commit of the protected branch (default its tip)."""
+    from stageline.export import source
+
+    ref, commit = source(store, rev)
+    data = store.blob_at(commit, POLICY_FILE)
+    if data is None:
+        raise Blocked(f"there is no {POLICY_FILE} at {commit[:12]}; nothing to show.")
+    return Workspace(store, ref, commit, parse_policy(data))
+
+
+def build(store: Store, out: Path, rev: str | None = None, history: int = HISTORY) -> Site:
+    """Write the site of the organization at ``rev`` into ``out`` (replacing a site
+    written there before; a directory holding anything else is refused)."""
+    if history < 1:
+        raise UsageError("--history takes a positive number.")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / MARKER).exists())):
+        raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
+                      "new directory.")
+    ws = open_at(store, rev)
+    pages = _pages(ws, history)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for path, data in pages.items():
+            target = temp / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        _swap(temp, out)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    agents = sum(1 for p in pages if p.startswith("agents/"))
+    return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")))
+
+
+def _swap(temp: Path, out: Path) -> None:
+    """``temp`` becomes ``out``: the old site is moved aside first, then removed."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(temp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
+    """Every file of the site, by path: rendered in memory, then written at once."""
+    import jinja2
+
+    from stageline import remote
+    from stageline.diffing import compare, line_kind, render
+    from stageline.history import audit_log
+    from stageline.history import history as versions_of
+    from stageline.inventory import collect
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("stageline.site", "templates"),
+        autoescape=True,  # explicit: Jinja2's default is off
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    statuses = collect(ws)
+    subjects = _subjects(ws, [last.commit for s in statuses for e in ENVIRONMENTS
+                              if (last := s.last[e]) is not None])
+    push_log = ws.store.git_dir / PUSH_LOG  # as 'log' reads it: the server's, if here
+    events = audit_log(ws, push_log=push_log if push_log.exists() else None)
+    generated = _generated()
+    common = {"organization": ws.policy.organization, "branch": short_ref(ws.ref),
+              "commit": ws.head, "generated": generated}
+    rows = [_row(s, subjects) for s in statuses]
+    pages: dict[str, bytes] = {}
+
+    def page(path: str, template: str, **values: Any) -> None:
+        root = "../" * path.count("/")
+        text = env.get_template(template).render(root=root, **common, **values)
+        pages[path] = text.encode("utf-8")
+
+    views = [("index.html", "All agents", rows),
+             ("qa.html", "For QA: in staging, not yet ready",
+              [r for r in rows if r["trees"]["staging"] and not r["ready"]
+               and r["trees"]["staging"] != r["trees"]["production"]]),
+             ("ship.html", "For org-admins: ready to ship",
+              [r for r in rows if r["ready"] and not r["production_equals_staging"]])]
+    for path, title, shown in views:
+        page(path, "board.html", title=title, rows=shown, views=views, current=path)
+    for s, row in zip(statuses, rows, strict=True):
+        diffs = []
+        # What each promotion would bring: the target's version against the source's.
+        for source, target in (("development", "staging"), ("staging", "production")):
+            if s.trees[source] is None and s.trees[target] is None:
+                continue
+            lines = render(compare(ws, s.name, target, source))
+            diffs.append({"title": f"What promoting {source} to {target} would change",
+                          "lines": [{"kind": line_kind(ln), "text": ln} for ln in lines]})
+        versions = {e: [v.to_json() for v in versions_of(ws, s.name, e, history)]
+                    for e in ENVIRONMENTS}
+        page(f"agents/{s.name}/index.html", "agent.html", row=row, versions=versions,
+             diffs=diffs, history=history)
+    page("log.html", "log.html", events=[e.to_json() for e in events])
+    status = {"branch": remote.standing(ws).to_json(),
+              "agents": [s.to_json() for s in statuses]}
+    pages["data/status.json"] = (json.dumps(status, separators=(",", ":")) + "\n").encode()
+    encode = json.JSONEncoder(sort_keys=True).encode
+    pages["data/log.jsonl"] = "".join(encode(e.to_json()) + "\n" for e in events).encode()
+    from importlib.resources import files
+
+    pages["static/site.css"] = files("stageline.site").joinpath("static/site.css").read_bytes()
+    pages[MARKER] = b"a site written by 'stageline site'; it is replaced whole by the next\n"
+    return pages
+
+
+def _generated() -> str | None:
+    """When the site was built: only from SOURCE_DATE_EPOCH, so that the same commit
+    gives the same bytes (https://reproducible-builds.org/specs/source-date-epoch/)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not epoch.isdigit():
+        return None
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _subjects(ws: Workspace, oids: Sequence[str]) -> dict[str, str]:
+    commits = ws.store.read_commits(sorted(set(oids)))
+    return {c.oid: c.message.partition("\n")[0] for c in commits}
+
+
+def _row(s: Any, subjects: dict[str, str]) -> dict[str, Any]:
+    """One agent of the board: each environment's version, and what waits."""
+    cells = {}
+    for e in ENVIRONMENTS:
+        last = s.last[e]
+        cells[e] = None if s.trees[e] is None else {
+            "tree": s.trees[e][:7],
+            "when": datetime.fromtimestamp(last.time, UTC).strftime("%Y-%m-%d %H:%M")
+            if last else None,
+            "by": last.actor if last else None,
+            "subject": subjects.get(last.commit, "") if last else "",
+        }
+    drift = []
+    if s.trees["development"] and s.trees["development"] != s.trees["staging"]:
+        drift.append(("development differs from staging",
+                      f"stageline promote {s.name} --to staging"))
+    if s.trees["staging"] and s.ready and s.trees["staging"] != s.trees["production"]:
+        drift.append(("staging is ready and differs from production",
+                      f"stageline promote {s.name} --to production"))
+    if s.trees["staging"] and not s.ready and s.trees["staging"] != s.trees["production"]:
+        drift.append(("QA tests staging and marks it", f"stageline mark-ready {s.name}"))
+    return {"name": s.name, "cells": cells, "trees": s.trees, "ready": s.ready,
+            "markers": list(s.markers), "required": s.required,
+            "staging_equals_development": s.staging_equals_development,
+            "production_equals_staging": s.production_equals_staging,
+            "blocked_by": list(s.blocked_by), "drift": drift}
+
+
+__all__ = ["Site", "build", "open_at"]

@@ -1,0 +1,160 @@
+"""``stageline site``: the board, agent pages and log built from the repository; the
+same bytes for the same commit; nothing from the repository ever runs; and, where
+Chromium is installed, the pages as a browser shows them."""
+
+from __future__ import annotations
+
+import html.parser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, sl
+from servers import accepted, ready
+
+from stageline.errors import BLOCKED, OK
+
+HOSTILE = ("<script>document.title='pwned'</script>"
+           "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">")
+
+
+class Tags(html.parser.HTMLParser):
+    """Every tag and attribute of a page, as a browser's parser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(page: Path) -> list[tuple[str, dict[str, str | None]]]:
+    parser = Tags()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.tags
+
+
+def build(repo: Path, out: Path, *args: str) -> None:
+    result = sl(repo, "site", "--out", str(out), *args)
+    assert result.code == OK, result.err
+    assert "wrote the site of main" in result.out
+
+
+def hostile_org(clone: Path, server: Path) -> None:
+    """A prompt, a YAML key and a commit message holding HTML that would run."""
+    prompt = clone / "environments/development/support-bot/prompts/system.md"
+    prompt.write_text(f"You answer billing questions. {HOSTILE}\n")
+    commit_all(clone, "alice", f"Prompt {HOSTILE}")
+    accepted(clone, server, "alice")
+    ready(clone, server)
+
+
+def test_the_site_shows_every_agent_and_the_data_is_the_commands_own(
+        clone: Path, server: Path, tmp_path: Path) -> None:
+    ready(clone, server)
+    out = tmp_path / "public"
+    build(clone, out)
+    board = (out / "index.html").read_text()
+    assert "support-bot" in board and "Development" in board and "Production" in board
+    assert "1 of 1 marks: quinn" in board and "✓ Ready" in board
+    assert "stageline promote support-bot --to production" in board
+    agent = (out / "agents/support-bot/index.html").read_text()
+    assert "What promoting staging to production would change" in agent
+    assert (out / "data/status.json").read_text() == sl(clone, "status", "--json").out
+    assert (out / "data/log.jsonl").read_text() == sl(clone, "log", "--format", "jsonl").out
+    assert "mark-ready" in (out / "log.html").read_text()
+    ship = (out / "ship.html").read_text()
+    assert "agents/support-bot/index.html" in ship  # ready to ship
+    assert "agents/support-bot/index.html" not in (out / "qa.html").read_text()
+
+
+def test_every_link_resolves_and_every_page_has_the_policy(clone: Path, server: Path,
+                                                           tmp_path: Path) -> None:
+    ready(clone, server)
+    out = tmp_path / "public"
+    build(clone, out)
+    pages = sorted(out.rglob("*.html"))
+    assert len(pages) == 5  # board, qa, ship, log, one agent
+    for page in pages:
+        found = tags(page)
+        policy = [a.get("content") for t, a in found
+                  if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+        assert policy and "default-src 'none'" in str(policy[0]), page
+        for _tag, attrs in found:
+            for key in ("href", "src"):
+                link = attrs.get(key)
+                if link:
+                    assert "://" not in link and not link.startswith("/"), (page, link)
+                    assert (page.parent / link.partition("#")[0]).resolve().exists(), \
+                        (page, link)
+
+
+def test_the_same_commit_gives_the_same_bytes(clone: Path, server: Path,
+                                              tmp_path: Path) -> None:
+    ready(clone, server)
+    build(clone, tmp_path / "a")
+    build(clone, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
+                   if p.is_file())
+    assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+                         for f in files)
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*")
+                           if p.is_file())
+
+
+def test_hostile_content_is_text(clone: Path, server: Path, tmp_path: Path) -> None:
+    hostile_org(clone, server)
+    out = tmp_path / "public"
+    build(clone, out)
+    agent = out / "agents/support-bot/index.html"
+    assert "&lt;script&gt;" in agent.read_text()
+    for page in out.rglob("*.html"):
+        for tag, attrs in tags(page):
+            assert tag not in ("script", "img", "iframe", "object"), (page, tag)
+            assert not any(name.startswith("on") for name in attrs), (page, tag, attrs)
+
+
+def test_a_directory_of_other_files_is_refused_and_a_site_is_replaced(
+        clone: Path, server: Path, tmp_path: Path) -> None:
+    out = tmp_path / "public"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    refused = sl(clone, "site", "--out", str(out))
+    assert refused.code == BLOCKED and "not a stageline site" in refused.err
+    assert (out / "notes.txt").read_text() == "mine\n"
+    site = tmp_path / "site"
+    build(clone, site)
+    (site / "agents/stale-bot").mkdir()
+    build(clone, site)
+    assert not (site / "agents/stale-bot").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "server.git", "site", "work"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(*args: str) -> str:
+    assert CHROMIUM is not None
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--allow-file-access-from-files", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs "
+                                              "Debian's chromium)")
+def test_in_chromium_the_board_shows_and_nothing_from_the_repository_runs(
+        clone: Path, server: Path, tmp_path: Path) -> None:
+    hostile_org(clone, server)
+    out = tmp_path / "public"
+    build(clone, out)
+    for page in ("index.html", "agents/support-bot/index.html", "log.html"):
+        dom = chromium("--virtual-time-budget=2000", "--dump-dom", (out / page).as_uri())
+        assert "support-bot" in dom
+        assert "data-pwned=\"1\"" not in dom and "<title>pwned" not in dom, page
+    shot = tmp_path / "board.png"
+    chromium("--window-size=1280,800", f"--screenshot={shot}", (out / "index.html").as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
