@@ -82,6 +82,27 @@ def test_history_matches_the_branch_in_a_branchy_history(org: Path) -> None:
     assert {"merge", "edit"} <= {v["action"] for v in dev}
 
 
+def test_all_histories_at_once_are_each_agents_history(org: Path) -> None:
+    """``histories`` (one walk, for the site) against ``history`` (a walk per agent and
+    environment), on a branchy history with a second agent and one taken out of
+    production, with and without a limit."""
+    from stageline.history import histories, history
+    from stageline.workspace import open_workspace
+
+    _branchy_history(org, 7)
+    assert sl(org, "agent", "new", "other-bot", actor="alice").code == OK
+    git(org, "rm", "-r", "-q", PRD)
+    commit_all(org, "olga", "Take support-bot out of production")
+    ws = open_workspace(str(org))
+    for limit in (None, 2):
+        every = histories(ws, limit)
+        for agent in ("support-bot", "other-bot"):
+            for env in ("development", "staging", "production"):
+                assert every.get((env, agent), []) == history(ws, agent, env, limit), \
+                    (agent, env, limit)
+    assert every[("production", "support-bot")][0].tree is None  # taken out: a version
+
+
 def test_diff_between_environments(staged_org: Path) -> None:
     agent = staged_org / DEV / "agent.yaml"
     agent.write_text(agent.read_text().replace("model: {provider: openai, name: gpt-4o-mini}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +85,10 @@ def resolve_state(ws: Workspace, agent: str, spec: str) -> State:
     return State(spec, commit, ws.store.tree_at(commit, env_dir(env, agent)))
 
 
-def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | None) -> Comparison:
+def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | None,
+            listings: Mapping[str, dict[str, str]] | None = None) -> Comparison:
+    """What differs between two states of an agent. ``listings`` (tree id → path → blob
+    id) may hold trees already listed, as the site lists every agent's in one call."""
     if old_spec is None:
         old_spec, new_spec = "staging", "development"
     elif new_spec is None:
@@ -92,8 +96,8 @@ def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | Non
     old, new = resolve_state(ws, agent, old_spec), resolve_state(ws, agent, new_spec)
     if old.tree is None and new.tree is None:
         raise UsageError(f"{agent} is in neither {old_spec} nor {new_spec}.")
-    before = _listing(ws, old.tree)
-    after = _listing(ws, new.tree)
+    before = _listing(ws, old.tree, listings)
+    after = _listing(ws, new.tree, listings)
     files = []
     for path in sorted(set(before) | set(after)):
         if before.get(path) == after.get(path):
@@ -104,8 +108,13 @@ def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | Non
     return Comparison(agent, old, new, files)
 
 
-def _listing(ws: Workspace, tree: str | None) -> dict[str, str]:
-    return {} if tree is None else {path: oid for _mode, oid, path in ws.store.files(tree)}
+def _listing(ws: Workspace, tree: str | None,
+             listings: Mapping[str, dict[str, str]] | None) -> dict[str, str]:
+    if tree is None:
+        return {}
+    if listings is not None and tree in listings:
+        return listings[tree]
+    return {path: oid for _mode, oid, path in ws.store.files(tree)}
 
 
 def _file_change(path: str, old: bytes | None, new: bytes | None, old_label: str,

@@ -26,6 +26,7 @@ from stageline.layout import (
     AGENT_DEPTH,
     APPROVALS,
     ENV_ROOT,
+    ENVIRONMENTS,
     POLICY_FILE,
     TREE_MODE,
     check_env,
@@ -73,14 +74,37 @@ def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> li
         args.insert(0, f"--max-count={limit}")
     commits = ws.store.walk(args, [path], with_changes=False)
     trees = ws.store.trees_at([(c.oid, path) for c in commits])
-    versions = []
-    for commit, tree in zip(commits, trees, strict=True):
-        action = _version_action(commit, env)
-        override = commit.trailers.get(trailers.OVERRIDE, "").strip() \
-            if action == "promote" else ""
-        versions.append(Version(commit.oid, tree, action, actor_of(commit, ws.policy),
-                                iso_time(commit), override or None))
-    return versions
+    return [_version(ws, commit, env, tree) for commit, tree in zip(commits, trees, strict=True)]
+
+
+def histories(ws: Workspace, limit: int | None = None) -> dict[tuple[str, str], list[Version]]:
+    """``history`` of every agent in every environment at once, by ``(env, agent)``: one
+    walk of the branch's first parents diffed under environments/ (with the directories
+    git's diff names), instead of a walk per agent and environment. A commit is a version
+    of a directory exactly when its first-parent diff touches it, as for ``history``'s
+    path-limited walk (``tests/test_history.py`` holds the two to each other)."""
+    if limit is not None and limit < 1:
+        raise UsageError("--history takes a positive number.")
+    commits = ws.store.walk(["--first-parent", ws.head], [ENV_ROOT], trees=True)
+    found: dict[tuple[str, str], list[CommitInfo]] = {}
+    for commit in commits:  # newest first
+        touched = {(parts[1], parts[2]) for ch in commit.changes
+                   if len(parts := ch.path.split("/", 3)) >= 3 and parts[1] in ENVIRONMENTS}
+        for key in touched:
+            listed = found.setdefault(key, [])
+            if limit is None or len(listed) < limit:
+                listed.append(commit)
+    specs = [(c.oid, env_dir(env, agent)) for (env, agent), cs in found.items() for c in cs]
+    trees = iter(ws.store.trees_at(specs))
+    return {(env, agent): [_version(ws, c, env, next(trees)) for c in cs]
+            for (env, agent), cs in found.items()}
+
+
+def _version(ws: Workspace, commit: CommitInfo, env: str, tree: str | None) -> Version:
+    action = _version_action(commit, env)
+    override = commit.trailers.get(trailers.OVERRIDE, "").strip() if action == "promote" else ""
+    return Version(commit.oid, tree, action, actor_of(commit, ws.policy), iso_time(commit),
+                   override or None)
 
 
 def _version_action(commit: CommitInfo, env: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 from stageline.errors import Blocked, UsageError
 from stageline.git.objects import short_ref
 from stageline.git.store import Store
-from stageline.layout import ENVIRONMENTS, POLICY_FILE, PUSH_LOG
+from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir
 from stageline.policy import parse_policy
 from stageline.workspace import Workspace
 
@@ -98,8 +98,7 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
 
     from stageline import remote
     from stageline.diffing import compare, line_kind, render
-    from stageline.history import audit_log
-    from stageline.history import history as versions_of
+    from stageline.history import audit_log, histories
     from stageline.inventory import collect
 
     env = jinja2.Environment(
@@ -119,6 +118,8 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     common = {"organization": ws.policy.organization, "branch": short_ref(ws.ref),
               "commit": ws.head, "generated": generated}
     rows = [_row(s, subjects) for s in statuses]
+    every = histories(ws, history)
+    listings = _listings(ws, statuses)
     pages: dict[str, bytes] = {}
 
     def page(path: str, template: str, **values: Any) -> None:
@@ -140,11 +141,10 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
         for source, target in (("development", "staging"), ("staging", "production")):
             if s.trees[source] is None and s.trees[target] is None:
                 continue
-            lines = render(compare(ws, s.name, target, source))
+            lines = render(compare(ws, s.name, target, source, listings))
             diffs.append({"title": f"What promoting {source} to {target} would change",
                           "lines": [{"kind": line_kind(ln), "text": ln} for ln in lines]})
-        versions = {e: [v.to_json() for v in versions_of(ws, s.name, e, history)]
-                    for e in ENVIRONMENTS}
+        versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
         page(f"agents/{s.name}/index.html", "agent.html", row=row, versions=versions,
              diffs=diffs, history=history)
     page("log.html", "log.html", events=[e.to_json() for e in events])
@@ -158,6 +158,18 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     pages["static/site.css"] = files("stageline.site").joinpath("static/site.css").read_bytes()
     pages[MARKER] = b"a site written by 'stageline site'; it is replaced whole by the next\n"
     return pages
+
+
+def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, str]]:
+    """Every agent directory's files at the tip (path → blob id), by the directory's tree
+    id: one ``ls-tree -r`` for the organization instead of one per directory."""
+    by_dir: dict[str, dict[str, str]] = {}
+    for item in ws.store.ls_tree(ws.head, f"{ENV_ROOT}/"):
+        parts = item.path.split("/", 3)
+        if len(parts) == 4:
+            by_dir.setdefault("/".join(parts[:3]), {})[parts[3]] = item.oid
+    return {tree: by_dir.get(env_dir(env, s.name), {}) for s in statuses
+            for env, tree in s.trees.items() if tree is not None}
 
 
 def _generated() -> str | None:
