@@ -225,7 +225,7 @@ def run_github(w: World, workflow: str, job_id: str, table: dict[str, str],
             if name == "actions/checkout":
                 ref = params.get("ref") or table["github.ref"]
                 w.checkout(space / params.get("path", "."), ref)
-            elif name == "actions/upload-artifact":
+            elif name in ("actions/upload-artifact", "actions/upload-pages-artifact"):
                 result.artifacts.append(params["path"])
             else:
                 assert name == "actions/setup-python", f"unhandled action {uses}"
@@ -436,6 +436,20 @@ def test_github_deploy_job_exports_the_pushed_commit(world: World) -> None:
     assert list(bundles) == ["support-bot.json"]
 
 
+def test_github_site_job_builds_the_site_of_the_pushed_commit(world: World) -> None:
+    doc = load(GITHUB / "stageline-site.yml")
+    assert doc[True]["push"] == {"branches": ["main"]}
+    assert doc["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    sha = in_production(world)
+    table = {**GITHUB_COMMON, "github.ref": "refs/heads/main", "github.sha": sha}
+    job = run_github(world, "stageline-site.yml", "build", table,
+                     {"GITHUB_SHA": sha, "GITHUB_REF": "refs/heads/main"})
+    assert job.ok, job.output
+    assert job.artifacts == ["public/"]
+    board = (job.workspace / "public/index.html").read_text()
+    assert sha[:12] in board and "agents/support-bot/index.html" in board
+
+
 # -- GitLab ----------------------------------------------------------------------------------
 
 
@@ -575,3 +589,15 @@ def test_gitlab_export_job_exports_the_pushed_commit(world: World) -> None:
     bundles = {p.name: p.read_bytes()
                for p in sorted((result.workspace / "src/bundles").glob("*"))}
     assert bundles == expected_bundles(world, sha)
+
+
+def test_gitlab_pages_job_builds_the_site_of_the_pushed_commit(world: World) -> None:
+    job = gitlab_job("pages")
+    assert job["artifacts"] == {"paths": ["public/"]}
+    sha = in_production(world)
+    variables = {"CI_PIPELINE_SOURCE": "push", "CI_DEFAULT_BRANCH": "main",
+                 "CI_COMMIT_BRANCH": "main", "CI_COMMIT_SHA": sha}
+    result = run_gitlab(world, "pages", variables, sha)
+    assert result.ok, result.output
+    board = (result.workspace / "src/public/index.html").read_text()
+    assert sha[:12] in board and "agents/support-bot/index.html" in board
