@@ -158,3 +158,34 @@ def test_in_chromium_the_board_shows_and_nothing_from_the_repository_runs(
     shot = tmp_path / "board.png"
     chromium("--window-size=1280,800", f"--screenshot={shot}", (out / "index.html").as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_serve_previews_the_site_and_rebuilds_when_the_branch_moves(clone: Path,
+                                                                     server: Path) -> None:
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "stageline", "site", "--serve", "--port",
+                             "0"], cwd=clone, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("serving the site of main"), first
+        url = first.split(" at ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "index.html") as answer:
+            assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+            assert "Not ready" in answer.read().decode()
+        ready(clone, server)  # the branch moves: staging promoted and marked
+        assert proc.stdout.readline().startswith("rebuilt the site at ")
+        deadline = time.monotonic() + 30  # a bound on waiting, not a timing assertion
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "index.html") as answer:
+                if "✓ Ready" in answer.read().decode():
+                    break
+        else:
+            raise AssertionError("the served board never showed the new state")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

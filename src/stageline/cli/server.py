@@ -175,14 +175,20 @@ def guard(g: Globals) -> None:
 
 
 @cli.command()
-@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False),
+@click.option("--out", "out", metavar="DIR", type=click.Path(file_okay=False),
               help="Where the site goes (a new or empty directory, or a site written before).")
 @click.option("--ref", "rev", metavar="REV",
               help="A commit of the protected branch (default: its tip).")
 @click.option("--history", type=int, default=50, show_default=True, metavar="N",
               help="Versions per environment on each agent's page.")
+@click.option("--serve", is_flag=True,
+              help="Instead of --out: serve the site on 127.0.0.1, rebuilt when the branch "
+                   "moves (a preview, not a production server).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="The port --serve listens on (0: any free one).")
 @click.pass_obj
-def site(g: Globals, out: str, rev: str | None, history: int) -> None:
+def site(g: Globals, out: str | None, rev: str | None, history: int, serve: bool,
+         port: int) -> None:
     """Write a static site of the organization: the board of every agent's environments,
     a page per agent (history, diffs), the audit log. Open DIR/index.html, or publish DIR
     privately: it shows every prompt.
@@ -190,14 +196,24 @@ def site(g: Globals, out: str, rev: str | None, history: int) -> None:
     \b
     Examples:
       stageline site --out public/
+      stageline site --serve --port 8000
       stageline --repo /srv/git/acme.git site --out /var/www/acme --ref main
     """
     from pathlib import Path
 
+    from stageline.errors import UsageError
     from stageline.git.objects import short_ref
     from stageline.git.store import Store
     from stageline.site import build
+    from stageline.site import serve as serve_site
 
+    if (out is None) == (not serve):
+        raise UsageError("give --out DIR, or --serve (not both).")
+    if serve:
+        with Store.open(g.repo) as store:
+            serve_site(store, rev, history, port, lambda line: click.echo(line, err=False))
+        return
+    assert out is not None
     with Store.open(g.repo) as store:
         built = build(store, Path(out), rev, history)
     click.echo(f"wrote the site of {short_ref(built.ref)} {built.commit[:12]} to {built.out}: "

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,8 @@ from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_
 from stageline.policy import parse_policy
 from stageline.workspace import Workspace
 
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+       "base-uri 'none'; form-action 'none'")
 MARKER = ".stageline-site"  # in an output directory: a site stageline wrote, safe to replace
 HISTORY = 50  # versions per environment on an agent page
 
@@ -81,6 +83,50 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")))
 
 
+def serve(store: Store, rev: str | None, history: int, port: int,
+          say: Callable[[str], None], poll: float = 1.0) -> None:
+    """Build the site into a temporary directory and serve it on 127.0.0.1 with the
+    standard library, rebuilding when the branch moves: a preview for a laptop, not a
+    production server. Runs until interrupted."""
+    import functools
+    import http.server
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def end_headers(self) -> None:  # the pages' policy as a header too
+            self.send_header("Content-Security-Policy", CSP)
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cache-Control", "no-store")
+            super().end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's
+            pass
+
+    with tempfile.TemporaryDirectory(prefix="stageline-site-") as tmp:
+        out = Path(tmp) / "site"
+        built = build(store, out, rev, history)
+        handler = functools.partial(Handler, directory=str(out))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+            say(f"serving the site of {short_ref(built.ref)} {built.commit[:12]} at "
+                f"http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+            stop = threading.Event()
+
+            def rebuild() -> None:
+                shown = built.commit
+                while not stop.wait(poll):
+                    tip = store.resolve(built.ref) if rev is None else shown
+                    if tip and tip != shown:
+                        shown = build(store, out, rev, history).commit
+                        say(f"rebuilt the site at {shown[:12]}")
+
+            watcher = threading.Thread(target=rebuild, daemon=True)
+            watcher.start()
+            try:
+                server.serve_forever()
+            finally:
+                stop.set()
+
+
 def _swap(temp: Path, out: Path) -> None:
     """``temp`` becomes ``out``: the old site is moved aside first, then removed."""
     old = None
@@ -116,7 +162,7 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     events = audit_log(ws, push_log=push_log if push_log.exists() else None)
     generated = _generated()
     common = {"organization": ws.policy.organization, "branch": short_ref(ws.ref),
-              "commit": ws.head, "generated": generated}
+              "commit": ws.head, "generated": generated, "csp": CSP}
     rows = [_row(s, subjects) for s in statuses]
     every = histories(ws, history)
     listings = _listings(ws, statuses)
