@@ -771,6 +771,11 @@ def test_mark_ready_withdraw_is_the_commit_the_hook_allows(clone: Path, server: 
     assert not (clone / "approvals/support-bot.yaml").exists()
     result = sl(clone, "mark-ready", "support-bot", "--withdraw", actor="rita")
     assert result.code == OK and "nothing to do" in result.out
+    # The log names the withdrawal that deleted the record as one (site pass, finding 7).
+    log = [json.loads(line) for line in
+           sl(clone, "log", "--agent", "support-bot", "--format", "jsonl").out.splitlines()]
+    assert [e["action"] for e in log[:3]] == ["withdraw", "mark-ready", "mark-ready"]
+    assert log[0]["actor"] == "rita"
 
 
 # -- the fourth pass (approval policy) and the fifth (the restructured hook) -----------------

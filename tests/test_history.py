@@ -289,3 +289,39 @@ def test_audit_log_cache_gives_the_same_log(org: Path) -> None:
     actors = {json.loads(line)["actor"] for line in sl(org, "log", "--format", "jsonl")
               .out.splitlines() if json.loads(line)["action"] == "mark-ready"}
     assert actors == {"quinn-renamed"}
+
+
+def test_diff_shows_a_mode_change_and_the_lines_of_yaml(staged_org: Path) -> None:
+    """A file made executable, and a YAML key whose dotted spelling hides a nested one,
+    are changes diff shows (an attack pass: "identical", and a raise from 100 to 100000
+    hidden behind a literal key "refund.max")."""
+    (staged_org / DEV / "prompts/system.md").chmod(0o755)
+    agent = staged_org / DEV / "agent.yaml"
+    agent.write_text(agent.read_text() + "x-limits:\n  refund: {max: 100000}\n"
+                                         "  \"refund.max\": 100\n")
+    commit_all(staged_org, "alice", "Executable prompt, new limits")
+    shown = sl(staged_org, "diff", "support-bot")
+    assert "modified  prompts/system.md (mode 100644 → 100755)" in shown.out
+    assert "+  refund: {max: 100000}" in shown.out
+    data = json.loads(sl(staged_org, "diff", "support-bot", "--json").out)
+    assert {f["path"]: f["mode"] for f in data["files"]}["prompts/system.md"] == \
+        "100644 → 100755"
+
+
+def test_a_diff_difflib_would_take_minutes_over_is_gits(staged_org: Path) -> None:
+    """Two cycles of short lines (101 and 102 values) made difflib's matcher quadratic
+    and worse (an attack pass hung `site` with 140 KB); beyond a size git diffs."""
+    big = staged_org / STG / "knowledge/big.md"
+    big.parent.mkdir(exist_ok=True)
+    big.write_text("".join(f"{i % 101}\n" for i in range(48000)))
+    commit_all(staged_org, "olga", "A large file in staging (by hand, no hook here)")
+    (staged_org / DEV / "knowledge").mkdir(exist_ok=True)
+    (staged_org / DEV / "knowledge/big.md").write_text(
+        "".join(f"{(i * 7) % 102}\n" for i in range(48000)))
+    commit_all(staged_org, "alice", "Another large file")
+    shown = sl(staged_org, "diff", "support-bot")
+    assert shown.code == OK
+    assert "--- a/knowledge/big.md (staging)" in shown.out and "\n@@ -" in shown.out
+    stat = json.loads(sl(staged_org, "diff", "support-bot", "--json").out)
+    big_change = next(f for f in stat["files"] if f["path"] == "knowledge/big.md")
+    assert big_change["added"] > 0 and big_change["removed"] > 0

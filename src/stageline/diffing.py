@@ -8,9 +8,10 @@ other text files get a unified diff.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stageline import yamlsafe
@@ -53,11 +54,12 @@ class FileChange:
     keys: tuple[KeyChange, ...] = ()
     text_diff: tuple[str, ...] = ()
     binary: bool = False
+    mode: str | None = None  # "100644 → 100755" when the file mode changed
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "status": self.status, "added": self.added,
                 "removed": self.removed, "keys": [k.to_json() for k in self.keys],
-                "binary": self.binary}
+                "binary": self.binary, "mode": self.mode}
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,14 @@ def resolve_state(ws: Workspace, agent: str, spec: str) -> State:
     return State(spec, commit, ws.store.tree_at(commit, env_dir(env, agent)))
 
 
+Listing = dict[str, tuple[str, str]]  # path → (mode, object id)
+
+
 def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | None,
-            listings: Mapping[str, dict[str, str]] | None = None) -> Comparison:
-    """What differs between two states of an agent. ``listings`` (tree id → path → blob
-    id) may hold trees already listed, as the site lists every agent's in one call."""
+            listings: Mapping[str, Listing] | None = None) -> Comparison:
+    """What differs between two states of an agent: contents and file modes (a mode is
+    part of what is deployed). ``listings`` (tree id → path → (mode, id)) may hold trees
+    already listed, as the site lists every agent's in one call."""
     if old_spec is None:
         old_spec, new_spec = "staging", "development"
     elif new_spec is None:
@@ -100,33 +106,61 @@ def compare(ws: Workspace, agent: str, old_spec: str | None, new_spec: str | Non
     after = _listing(ws, new.tree, listings)
     files = []
     for path in sorted(set(before) | set(after)):
-        if before.get(path) == after.get(path):
+        was, now = before.get(path), after.get(path)
+        if was == now:
             continue
-        old_data = ws.store.read_blob(before[path]) if path in before else None
-        new_data = ws.store.read_blob(after[path]) if path in after else None
-        files.append(_file_change(path, old_data, new_data, old.label, new.label))
+        if was is not None and now is not None and was[1] == now[1]:
+            files.append(FileChange(path, "modified", 0, 0, mode=f"{was[0]} → {now[0]}"))
+            continue
+        old_data = ws.store.read_blob(was[1]) if was else None
+        new_data = ws.store.read_blob(now[1]) if now else None
+        change = _file_change(path, old_data, new_data, old.label, new.label,
+                              functools.partial(_git_diff, ws, was, now))
+        if was and now and was[0] != now[0]:
+            change = replace(change, mode=f"{was[0]} → {now[0]}")
+        files.append(change)
     return Comparison(agent, old, new, files)
 
 
 def _listing(ws: Workspace, tree: str | None,
-             listings: Mapping[str, dict[str, str]] | None) -> dict[str, str]:
+             listings: Mapping[str, Listing] | None) -> Listing:
     if tree is None:
         return {}
     if listings is not None and tree in listings:
         return listings[tree]
-    return {path: oid for _mode, oid, path in ws.store.files(tree)}
+    return {path: (mode, oid) for mode, oid, path in ws.store.files(tree)}
+
+
+# difflib's matcher grows with the product of the two files' line counts (and worse on
+# repetitive input: an attack pass hung it for minutes on 140 KB); beyond this product
+# git diffs the two blobs (Myers with its heuristics) in one process.
+_DIFFLIB_LIMIT = 1_000_000
+
+
+def _git_diff(ws: Workspace, old: tuple[str, str] | None,
+              new: tuple[str, str] | None) -> list[str]:
+    """git's unified diff of two blobs, from its first hunk on."""
+    assert old is not None and new is not None
+    out = ws.store.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", "-U3",
+                       old[1], new[1], check=False).decode("utf-8", "replace")
+    lines = out.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.startswith("@@")), len(lines))
+    return [f"{line}\n" for line in lines[first:] if line]
 
 
 def _file_change(path: str, old: bytes | None, new: bytes | None, old_label: str,
-                 new_label: str) -> FileChange:
+                 new_label: str, large: Callable[[], list[str]]) -> FileChange:
     status = "added" if old is None else "removed" if new is None else "modified"
     old_text, new_text = file_text(old), file_text(new)
     if (old is not None and old_text is None) or (new is not None and new_text is None):
         return FileChange(path, status, 0, 0, binary=True)
     old_lines = (old_text or "").splitlines(keepends=True)
     new_lines = (new_text or "").splitlines(keepends=True)
-    diff = tuple(difflib.unified_diff(old_lines, new_lines, f"a/{path} ({old_label})",
-                                      f"b/{path} ({new_label})"))
+    if old_lines and new_lines and len(old_lines) * len(new_lines) > _DIFFLIB_LIMIT:
+        diff = (f"--- a/{path} ({old_label})\n", f"+++ b/{path} ({new_label})\n", *large())
+    else:
+        diff = tuple(difflib.unified_diff(old_lines, new_lines, f"a/{path} ({old_label})",
+                                          f"b/{path} ({new_label})"))
     added = sum(1 for ln in diff if ln.startswith("+") and not ln.startswith("+++"))
     removed = sum(1 for ln in diff if ln.startswith("-") and not ln.startswith("---"))
     keys: tuple[KeyChange, ...] = ()
@@ -202,7 +236,7 @@ def render(comparison: Comparison, stat: bool = False) -> list[str]:
             counts = "binary" if f.binary else f"+{f.added} -{f.removed}"
             lines.append(f"  {f.path.ljust(width)} | {counts}")
             continue
-        lines.append(f"  {f.status:<9} {f.path}")
+        lines.append(f"  {f.status:<9} {f.path}" + (f" (mode {f.mode})" if f.mode else ""))
         for k in f.keys:
             if k.kind == "added":
                 lines.append(f"      + {k.key}: {show(k.new)}")
@@ -212,7 +246,7 @@ def render(comparison: Comparison, stat: bool = False) -> list[str]:
                 lines.append(f"      ~ {k.key}: {show(k.old, 34)} → {show(k.new, 34)}")
     if not stat:
         for f in comparison.files:
-            if f.text_diff and not f.path.endswith((".yaml", ".yml")):
+            if f.text_diff:  # YAML too: its key summary is a summary, the lines are the truth
                 lines.append("")
                 lines.extend(ln.rstrip("\n") for ln in f.text_diff)
-    return lines
+    return [yamlsafe.visible(line) for line in lines]

@@ -93,7 +93,7 @@ JSON_SHAPES: dict[str, str] = {
   "to": {"label": "development", "commit": "<id>", "tree": "<id>|null"},
   "identical": false,
   "files": [{"path": "agent.yaml", "status": "added|removed|modified", "added": 1,
-             "removed": 1, "binary": false,
+             "removed": 1, "binary": false, "mode": "<old> → <new>, when it changed|null",
              "keys": [{"key": "model.name", "kind": "added|removed|changed",
                        "old": "gpt-4o-mini", "new": "gpt-4o"}]}]
 }""",

@@ -29,6 +29,7 @@ from stageline.layout import (
     ENVIRONMENTS,
     POLICY_FILE,
     TREE_MODE,
+    approval_path,
     check_env,
     env_dir,
 )
@@ -51,7 +52,13 @@ class Version:
 
 
 def iso_time(commit: CommitInfo) -> str:
-    when = datetime.fromtimestamp(commit.author_time, _zone(commit.author_tz))
+    """The author date in ISO 8601; a date Python cannot hold (past the year 9999, which
+    the pusher may write) as git's raw ``@seconds``, never an error that would break
+    every later log, history or site (an attack pass)."""
+    try:
+        when = datetime.fromtimestamp(commit.author_time, _zone(commit.author_tz))
+    except (ValueError, OverflowError, OSError):
+        return f"@{commit.author_time}"
     return when.isoformat().replace("+00:00", "Z")
 
 
@@ -141,8 +148,8 @@ class Event:
 
 
 AUDITED = (f"{ENV_ROOT}/staging", f"{ENV_ROOT}/production", APPROVALS, POLICY_FILE)
-ACTIONS = ("init", "create-agent", "promote-to-staging", "mark-ready", "promote-to-production",
-           "rollback", "policy-change")
+ACTIONS = ("init", "create-agent", "promote-to-staging", "mark-ready", "withdraw",
+           "promote-to-production", "rollback", "policy-change")
 
 
 def parse_since(text: str) -> datetime:
@@ -297,8 +304,10 @@ def _events(ws: Workspace, commits: Sequence[CommitInfo], every_change: bool = F
         for name in sorted(touched.get("production", ())):
             kind = "rollback" if claimed == rules.ROLLBACK else "promote-to-production"
             planned.append((commit, kind, name, env_dir("production", name)))
+        deleted = {c.path for c in commit.changes if c.status == "D"}
         for name in sorted(touched.get("approval", set()) - touched.get("staging", set())):
-            planned.append((commit, "mark-ready", name, env_dir("staging", name)))
+            kind = "withdraw" if approval_path(name) in deleted else "mark-ready"
+            planned.append((commit, kind, name, env_dir("staging", name)))
         if claimed == rules.CREATE_AGENT:
             for name in sorted(touched.get("development", ())):
                 planned.append((commit, "create-agent", name, env_dir("development", name)))

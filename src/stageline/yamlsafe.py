@@ -184,6 +184,17 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def visible(text: str) -> str:
+    """``text`` for a page or a diff: every character a reader would not see, or would see
+    moved (bidi controls, zero-width and tag characters, other format and control
+    characters, spaces other than the space) shown as ``⟨U+202E⟩``; line feeds and tabs
+    kept. A prompt can hold an instruction a model reads and a reviewer does not (an
+    attack pass hid one in tag characters and reversed a number with U+202E)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\t\n" else f"⟨U+{ord(c):04X}⟩" for c in text)
+
+
 def show(value: Any) -> str:
     """A value from a YAML file for a message: text and collections as Python writes
     them (text quoted, line breaks escaped), other values plainly (``True``, ``2``,

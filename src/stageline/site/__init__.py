@@ -28,9 +28,10 @@ from typing import Any
 from stageline.errors import Blocked, UsageError
 from stageline.git.objects import short_ref
 from stageline.git.store import Store
-from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir
+from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir, is_agent_name
 from stageline.policy import parse_policy
 from stageline.workspace import Workspace
+from stageline.yamlsafe import visible
 
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'")
@@ -63,6 +64,9 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     written there before; a directory holding anything else is refused)."""
     if history < 1:
         raise UsageError("--history takes a positive number.")
+    if out.is_symlink():
+        raise Blocked(f"{out} is a symbolic link; give the directory itself (the site "
+                      "replaces the directory at that path).")
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / MARKER).exists())):
         raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
@@ -71,6 +75,7 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     pages = _pages(ws, history)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    temp.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server's user
     try:
         for path, data in pages.items():
             target = temp / path
@@ -151,6 +156,8 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
         loader=jinja2.PackageLoader("stageline.site", "templates"),
         autoescape=True,  # explicit: Jinja2's default is off
         undefined=jinja2.StrictUndefined,
+        # every value from the repository with what a reader would not see made visible
+        finalize=lambda value: visible(value) if isinstance(value, str) else value,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -182,6 +189,8 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     for path, title, shown in views:
         page(path, "board.html", title=title, rows=shown, views=views, current=path)
     for s, row in zip(statuses, rows, strict=True):
+        if not row["link"]:
+            continue  # a name no agent may have (".." from a hand-made tree): no page
         diffs = []
         # What each promotion would bring: the target's version against the source's.
         for source, target in (("development", "staging"), ("staging", "production")):
@@ -206,14 +215,14 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     return pages
 
 
-def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, str]]:
-    """Every agent directory's files at the tip (path → blob id), by the directory's tree
-    id: one ``ls-tree -r`` for the organization instead of one per directory."""
-    by_dir: dict[str, dict[str, str]] = {}
+def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, tuple[str, str]]]:
+    """Every agent directory's files at the tip (path → (mode, id)), by the directory's
+    tree id: one ``ls-tree -r`` for the organization instead of one per directory."""
+    by_dir: dict[str, dict[str, tuple[str, str]]] = {}
     for item in ws.store.ls_tree(ws.head, f"{ENV_ROOT}/"):
         parts = item.path.split("/", 3)
         if len(parts) == 4:
-            by_dir.setdefault("/".join(parts[:3]), {})[parts[3]] = item.oid
+            by_dir.setdefault("/".join(parts[:3]), {})[parts[3]] = (item.mode, item.oid)
     return {tree: by_dir.get(env_dir(env, s.name), {}) for s in statuses
             for env, tree in s.trees.items() if tree is not None}
 
@@ -224,7 +233,15 @@ def _generated() -> str | None:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if not epoch.isdigit():
         return None
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{_when(int(epoch))} UTC"
+
+
+def _when(seconds: int) -> str:
+    """A commit's time as the board shows it; one Python cannot hold as ``@seconds``."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return f"@{seconds}"
 
 
 def _subjects(ws: Workspace, oids: Sequence[str]) -> dict[str, str]:
@@ -239,12 +256,17 @@ def _row(s: Any, subjects: dict[str, str]) -> dict[str, Any]:
         last = s.last[e]
         cells[e] = None if s.trees[e] is None else {
             "tree": s.trees[e][:7],
-            "when": datetime.fromtimestamp(last.time, UTC).strftime("%Y-%m-%d %H:%M")
-            if last else None,
+            "when": _when(last.time) if last else None,
             "by": last.actor if last else None,
             "subject": subjects.get(last.commit, "") if last else "",
         }
     drift = []
+    if s.trees["development"] is None and s.trees["staging"] is not None:
+        drift.append(("gone from development, still in staging",
+                      f"stageline promote {s.name} --to staging"))
+    if s.trees["staging"] is None and s.trees["production"] is not None:
+        drift.append(("gone from staging, still in production",
+                      "an org-admin takes it out of production (docs/faq.md)"))
     if s.trees["development"] and s.trees["development"] != s.trees["staging"]:
         drift.append(("development differs from staging",
                       f"stageline promote {s.name} --to staging"))
@@ -253,7 +275,8 @@ def _row(s: Any, subjects: dict[str, str]) -> dict[str, Any]:
                       f"stageline promote {s.name} --to production"))
     if s.trees["staging"] and not s.ready and s.trees["staging"] != s.trees["production"]:
         drift.append(("QA tests staging and marks it", f"stageline mark-ready {s.name}"))
-    return {"name": s.name, "cells": cells, "trees": s.trees, "ready": s.ready,
+    return {"name": s.name, "link": is_agent_name(s.name), "cells": cells, "trees": s.trees,
+            "ready": s.ready,
             "markers": list(s.markers), "required": s.required,
             "staging_equals_development": s.staging_equals_development,
             "production_equals_staging": s.production_equals_staging,
