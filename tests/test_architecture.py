@@ -9,7 +9,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "stageline"
 FORMATS = {"stageline.errors", "stageline.yamlsafe", "stageline.layout", "stageline.policy",
            "stageline.approval", "stageline.trailers", "stageline.settings",
-           "stageline.progress", "stageline.resources", "stageline.windows"}
+           "stageline.progress", "stageline.resources", "stageline.windows",
+           "stageline.sshkeys"}
 
 
 def modules() -> dict[str, Path]:

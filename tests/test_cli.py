@@ -173,6 +173,10 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
     (sample / STG.replace("support-bot", agent) / "notes.md").write_text("by hand\n")
     commit_all(sample, "alice", "Edit staging by hand")
     run("verify", "verify", "--range", "HEAD~1..HEAD", "--pusher", "alice", code=CHECK_FAILED)
+    root = git(sample, "rev-list", "--max-parents=0", "HEAD")
+    run("audit", "audit", "--from", root, code=CHECK_FAILED)
+    run("keys list", "keys", "list")
+    run("keys check", "keys", "check", actor="alice", code=BLOCKED)
     result = sl(None, "init", str(sample.parent / "new-org"), "--org", "new", "--admin", "olga",
                 "--admin-email", "olga@new.test", "--json")
     assert result.code == OK, result.err
@@ -186,6 +190,7 @@ def test_json_output_has_the_documented_shape(sample: Path) -> None:
     assert outputs["test"]["tests"] and outputs["verify"]["violations"]
     assert outputs["diff"]["files"][0]["keys"]
     assert outputs["export"]["agents"]
+    assert outputs["audit"]["violations"][0]["commit"] == git(sample, "rev-parse", "HEAD")
     assert outputs["promote"]["commit"] == git(sample, "rev-list", "--reverse",
                                                "HEAD").split()[1]
     assert outputs["init"]["commit"] == git(sample.parent / "new-org", "rev-parse", "HEAD")

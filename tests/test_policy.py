@@ -10,6 +10,8 @@ from conftest import commit_all, sl
 from stageline.errors import REPOSITORY
 from stageline.policy import PolicyError, parse_policy
 
+K = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDmFBfaI7jS7qItsS+XXa6xb5tw+bl4WvPxro1BU0quq"
+
 VALID = b"""organization: acme
 protected_branches: [main, Release]
 members:
@@ -62,15 +64,32 @@ def test_valid_policy_is_parsed() -> None:
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "the pushing client can set it"),
     (b"organization: acme\nseparation_of_dutie: false\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "unknown key 'separation_of_dutie'"),
-    (b"organization: acme\nsigning: {require: all}\n"
-     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "not supported by this version"),
+    (b"organization: acme\nsigning: {require: always}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "signing.require is 'always'"),
+    (b"organization: acme\nsigning: {require: all, revoked: [abc]}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "must list key fingerprints"),
+    (b"organization: acme\nsigning: {require: all, revoke: []}\n"
+     b"members: {a: {email: a@x.test, roles: [qa]}}\n", "unknown key 'revoke'"),
     (b"organization: acme\nwindows: {freeze: {kind: deny}}\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n",
      "must have exactly kind, cron, duration and timezone"),
     (b"organization: acme\npromotion: {production: {windows: [freeze]}}\n"
      b"members: {a: {email: a@x.test, roles: [qa]}}\n", "which windows does not define"),
     (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: [ssh-ed25519 A]}}\n",
-     "not supported by this version"),
+     "key 1 is not an OpenSSH public key: the key's data is not base64"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: [ssh-dss AAAA]}}\n",
+     "'ssh-dss' is not a key type stageline reads"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: ['ssh-rsa %s']}}\n"
+     % K.split()[1].encode(), "the key's data is of another type"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: ['%s a']},\n"
+     b"  b: {email: b@x.test, roles: [qa], keys: ['%s b']}}\n" % (K.encode(), K.encode()),
+     "is listed under both a and b"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: ['%s a', '%s']}}\n"
+     % (K.encode(), K.encode()), "is listed twice"),
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa]}}\n"
+     b"service_accounts: {ci: {keys: ['%s'], acts_for_members: true}}\n"
+     b"signing: {require: actions}\n" % (K[:-2] + "=").encode(),
+     "key 1 is not an OpenSSH public key"),
     (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], role: [x]}}\n",
      "unknown key 'role'"),
     (b"organization: acme\npromotion: {production: {approvals: {required: 0}}}\n"

@@ -34,6 +34,7 @@ from stageline.layout import (
 )
 from stageline.policy import Member, PolicyError, parse_policy
 from stageline.settings import parse_settings, settings_path
+from stageline.sshkeys import PublicKey
 from stageline.validation import Finding, errors, validate
 from stageline.workspace import Workspace, on_branch, open_branch
 
@@ -51,11 +52,12 @@ class Preview:
     author: Identity
     message: str
     changes: tuple[Change, ...]
+    signed_with: str | None = None  # the fingerprint of the key git would sign with
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, "parent": self.parent, "tree": self.tree,
                 "author": {"name": self.author.name, "email": self.author.email},
-                "message": self.message,
+                "message": self.message, "signed_with": self.signed_with,
                 "changes": [{"path": c.path, "status": change_status(c)} for c in self.changes]}
 
 
@@ -103,7 +105,9 @@ def apply(ws: Workspace, plan: Plan) -> Outcome:
     """Make the planned commit on the workspace's branch."""
     if not plan.changes or plan.author is None:
         return Outcome(None, plan.summary, plan.action, plan.agent)
-    commit = ws.store.apply(ws.ref, ws.head, plan.changes, plan.message, plan.author)
+    key = _signing_key(ws, plan.author)
+    commit = ws.store.apply(ws.ref, ws.head, plan.changes, plan.message, plan.author,
+                            sign=key is not None)
     return Outcome(commit, plan.summary if commit else "nothing to change.", plan.action,
                    plan.agent, next=plan.next if commit else "")
 
@@ -119,11 +123,26 @@ def preview(ws: Workspace, plan: Plan) -> Outcome:
     if tree == base:
         return Outcome(None, "nothing to change.", plan.action, plan.agent, dry_run=True)
     ws.store.refuse_uncommitted(ws.ref, ws.head, list(plan.changes))
+    key = _signing_key(ws, plan.author)
     subject = plan.message.partition("\n")[0]
     return Outcome(None, f"would commit '{subject}' on {short_ref(ws.ref)}.", plan.action,
                    plan.agent, dry_run=True,
                    preview=Preview(ws.ref, ws.head, tree, plan.author, plan.message,
-                                   tuple(ws.store.diff_trees(base, tree))))
+                                   tuple(ws.store.diff_trees(base, tree)),
+                                   key.fingerprint if key else None))
+
+
+def _signing_key(ws: Workspace, author: Identity) -> PublicKey | None:
+    """The key the commit will be signed with, when the policy requires signed actions
+    (Blocked, before anything is written, when git cannot sign with one of the actor's)."""
+    if ws.policy.signing.require == "none":
+        return None
+    from stageline.keys import signing_key
+
+    actor = ws.policy.member_by_email(author.email)
+    if actor is None:
+        raise Blocked(f"{author.email} is not a member's email; nothing to sign for.")
+    return signing_key(ws.store, ws.policy, actor)
 
 
 def run_plan(ws: Workspace, plan: Plan, dry_run: bool = False) -> Outcome:

@@ -46,6 +46,7 @@ _DRY_RUN = """{
     "tree": "<the new commit's tree>",
     "author": {"name": "Alice Dev", "email": "alice@acme.test"},
     "message": "Promote support-bot to staging\\n\\nStageline-Action: promote-to-staging\\n...",
+    "signed_with": "<SHA256:… of the key git would sign with, or null: no signature required>",
     "changes": [{"path": "environments/staging/support-bot/agent.yaml",
                  "status": "added|modified|deleted"}]
   }
@@ -121,8 +122,28 @@ JSON_SHAPES: dict[str, str] = {
   "ref": "refs/heads/main",
   "range": "OLD..NEW",
   "pusher_checked": true,
+  "signatures_required": "none|actions|all",
   "violations": [{"commit": "<id>|null", "path": "<path>|null", "rule": "...",
                   "fix": "..."}]
+}""",
+    "keys list": """{
+  "require": "none|actions|all",
+  "keys": [{"holder": "olga", "kind": "member|service account", "type": "ssh-ed25519",
+            "fingerprint": "SHA256:...", "comment": "olga-laptop", "revoked": false}]
+}""",
+    "keys check": """{
+  "member": "olga",
+  "require": "none|actions|all",
+  "key": "<SHA256:... of the key git signs with>|null",
+  "from": "<where git takes it from: user.signingkey's file>",
+  "problem": "<what to configure>|null"
+}""",
+    "audit": """{
+  "ref": "main",
+  "from": "<the trusted root commit>",
+  "tip": "<the branch's tip>",
+  "commits": 120,
+  "violations": [{"commit": "<id>", "path": "<path>|null", "rule": "...", "fix": "..."}]
 }""",
     "export": """{
   "ref": "refs/heads/main",

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stageline import yamlsafe
+from stageline import sshkeys, yamlsafe
 from stageline.errors import RepositoryError
 from stageline.layout import POLICY_FILE
+from stageline.sshkeys import PublicKey
 
 if TYPE_CHECKING:
     from stageline.windows import Window
@@ -40,6 +41,7 @@ class Member:
     name: str
     email: str
     roles: frozenset[str]
+    keys: tuple[PublicKey, ...] = ()  # signing keys (signing, §8)
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -55,6 +57,19 @@ class ServiceAccount:
 
     id: str
     acts_for_members: bool = False
+    keys: tuple[PublicKey, ...] = ()
+
+
+SIGNING_LEVELS = ("none", "actions", "all")
+
+
+@dataclass(frozen=True)
+class Signing:
+    """``signing: {require, revoked}``: which commits must be signed, and keys never
+    to trust again (by fingerprint)."""
+
+    require: str = "none"
+    revoked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class Policy:
     approvals_required: int = 1  # promotion.production.approvals.required
     # promotion.<target>.windows, read: the windows that gate pushes to each target
     windows: Mapping[str, tuple[Window, ...]] = field(default_factory=dict)
+    signing: Signing = Signing()
 
     def member(self, member_id: str) -> Member | None:
         return self.members.get(member_id)
@@ -89,6 +105,16 @@ class Policy:
         for member in self.members.values():
             found.setdefault(member.email.lower(), member)
         return found
+
+    def key_owner(self, blob: bytes) -> str | None:
+        """The member or service account whose listed key this is (a key is listed once)."""
+        return self._key_owners.get(blob)
+
+    @functools.cached_property
+    def _key_owners(self) -> dict[bytes, str]:
+        holders: list[Member | ServiceAccount] = [*self.members.values(),
+                                                  *self.service_accounts.values()]
+        return {key.blob: holder.id for holder in holders for key in holder.keys}
 
     def is_protected(self, ref: str) -> bool:
         name = ref.removeprefix("refs/heads/").lower()
@@ -119,11 +145,8 @@ def is_branch_name(name: str) -> bool:
 
 
 KEYS = ("organization", "protected_branches", "members", "separation_of_duties", "identity",
-        "ci", "service_accounts", "promotion", "windows")
-# Keys of the contract that this version does not enforce yet. A policy that holds one is
-# refused: a rule stageline would silently ignore must not look enforced.
-NOT_YET = {"signing": "signed actions"}
-MEMBER_KEYS = ("name", "email", "roles")
+        "ci", "service_accounts", "promotion", "windows", "signing")
+MEMBER_KEYS = ("name", "email", "roles", "keys")
 # Variables a pushing client can set or choose, which must never name the pusher: git's
 # own, the request headers and query a web server hands to git http-backend (CGI), and
 # what an SSH client sends (its command, its locale and terminal).
@@ -140,10 +163,6 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
     if not isinstance(doc, dict):
         raise PolicyError(f"{source} must be a mapping with organization and members.")
     for key in doc:
-        if key in NOT_YET:
-            raise PolicyError(f"{source}: {key} ({NOT_YET[key]}) is not supported by this "
-                              "version of stageline; remove it until it is, so that no rule "
-                              "looks enforced that is not.")
         if key not in KEYS:
             raise PolicyError(f"{source}: unknown key {yamlsafe.show(key)}; the keys are "
                               f"{', '.join(KEYS)}.")
@@ -161,6 +180,9 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
             raise PolicyError(f"{source}: {yamlsafe.show(branch)} is not a branch name; list "
                               "branches by name, such as main.")
     members = _members(doc.get("members"), source)
+    accounts = _service_accounts(doc.get("service_accounts"), members, source)
+    signing = _signing(doc.get("signing"), source)
+    _keys_listed_once([*members.values(), *accounts.values()], source)
     separation = doc.get("separation_of_duties", True)
     if not isinstance(separation, bool):
         raise PolicyError(f"{source}: separation_of_duties must be true or false.")
@@ -180,10 +202,61 @@ def parse_policy(data: bytes, source: str = POLICY_FILE) -> Policy:
                           "production.")
     return Policy(organization.strip(), tuple(b.strip() for b in branches), members, separation,
                   identity_env, ci_actor_env=_ci_actor_env(doc.get("ci"), source),
-                  service_accounts=_service_accounts(doc.get("service_accounts"), members,
-                                                     source),
-                  approvals_required=required,
-                  windows=_windows(doc.get("promotion"), doc.get("windows"), source))
+                  service_accounts=accounts, approvals_required=required,
+                  windows=_windows(doc.get("promotion"), doc.get("windows"), source),
+                  signing=signing)
+
+
+def _signing(raw: Any, source: str) -> Signing:
+    """``signing: {require: none | actions | all, revoked: [SHA256:…]}``."""
+    if raw is None:
+        return Signing()
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: signing must be a mapping, such as {{require: actions}}.")
+    unknown = sorted(str(k) for k in raw if k not in ("require", "revoked"))
+    if unknown:
+        raise PolicyError(f"{source}: signing has unknown key {yamlsafe.show(unknown[0])}; the "
+                          "keys are require and revoked.")
+    require = raw.get("require", "none")
+    if require not in SIGNING_LEVELS:
+        raise PolicyError(f"{source}: signing.require is {yamlsafe.show(require)}; it is one of "
+                          f"{', '.join(SIGNING_LEVELS)}.")
+    revoked = raw.get("revoked", [])
+    if not isinstance(revoked, list) or not all(
+            isinstance(f, str) and sshkeys.FINGERPRINT_RE.fullmatch(f) for f in revoked):
+        raise PolicyError(f"{source}: signing.revoked must list key fingerprints as "
+                          "'ssh-keygen -l' prints them (SHA256:…).")
+    return Signing(require, frozenset(revoked))
+
+
+def _keys(raw: Any, who: str, source: str) -> tuple[PublicKey, ...]:
+    """A member's or service account's ``keys``: OpenSSH public keys, one per line."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError(f"{source}: {who}: keys must be a list of OpenSSH public keys, such "
+                          "as the line of ~/.ssh/id_ed25519.pub.")
+    keys = []
+    for i, line in enumerate(raw, 1):
+        try:
+            keys.append(sshkeys.parse_key(line))
+        except sshkeys.SignatureError as exc:
+            raise PolicyError(f"{source}: {who}: key {i} is not an OpenSSH public key: "
+                              f"{exc}.") from None
+    return tuple(keys)
+
+
+def _keys_listed_once(holders: Sequence[Member | ServiceAccount], source: str) -> None:
+    """A key is one person's: listed twice, a signature would not say who made it."""
+    seen: dict[bytes, str] = {}
+    for holder in holders:
+        for key in holder.keys:
+            if key.blob in seen:
+                same = "twice" if seen[key.blob] == holder.id else \
+                    f"under both {seen[key.blob]} and {holder.id}"
+                raise PolicyError(f"{source}: the key {key.fingerprint} is listed {same}; a "
+                                  "key belongs to one member.")
+            seen[key.blob] = holder.id
 
 
 def _windows(promotion: Any, raw: Any, source: str) -> dict[str, tuple[Window, ...]]:
@@ -319,12 +392,17 @@ def _service_accounts(raw: Any, members: dict[str, Member], source: str) \
         if not isinstance(spec, dict):
             raise PolicyError(f"{source}: service account {account_id} must be a mapping, such "
                               "as {acts_for_members: true}.")
-        _only_key(spec, "acts_for_members", f"service account {account_id}", source)
+        unknown = sorted(str(k) for k in spec if k not in ("acts_for_members", "keys"))
+        if unknown:
+            raise PolicyError(f"{source}: service account {account_id} has unknown key "
+                              f"{yamlsafe.show(unknown[0])}; the keys are acts_for_members "
+                              "and keys.")
         acts = spec.get("acts_for_members", False)
         if not isinstance(acts, bool):
             raise PolicyError(f"{source}: service account {account_id}: acts_for_members must "
                               "be true or false.")
-        accounts[account_id] = ServiceAccount(account_id, acts)
+        accounts[account_id] = ServiceAccount(
+            account_id, acts, _keys(spec.get("keys"), f"service account {account_id}", source))
     return accounts
 
 
@@ -339,14 +417,10 @@ def _members(raw: Any, source: str) -> dict[str, Member]:
                               "(a login name).")
         if not isinstance(spec, dict):
             raise PolicyError(f"{source}: member {member_id} must have name, email and roles.")
-        if "keys" in spec:
-            raise PolicyError(f"{source}: member {member_id}: keys (signed actions) are not "
-                              "supported by this version of stageline; remove them until they "
-                              "are, so that no rule looks enforced that is not.")
         unknown = [k for k in spec if k not in MEMBER_KEYS]
         if unknown:
             raise PolicyError(f"{source}: member {member_id} has unknown key "
-                              f"{yamlsafe.show(unknown[0])}; the keys are name, email and roles.")
+                              f"{yamlsafe.show(unknown[0])}; the keys are name, email, roles and keys.")
         email = spec.get("email")
         if not isinstance(email, str) or not EMAIL_RE.fullmatch(email.strip()):
             raise PolicyError(f"{source}: member {member_id} has no valid email.")
@@ -366,5 +440,6 @@ def _members(raw: Any, source: str) -> dict[str, Member]:
                 raise PolicyError(f"{source}: member {member_id} has unknown role "
                                   f"{yamlsafe.show(role)}; "
                                   f"roles are {', '.join(ROLES)}.")
-        members[member_id] = Member(member_id, name.strip(), email, frozenset(roles))
+        members[member_id] = Member(member_id, name.strip(), email, frozenset(roles),
+                                    _keys(spec.get("keys"), f"member {member_id}", source))
     return members

@@ -1,7 +1,8 @@
 """The ``stageline`` command: parse, call one function, print. No rules here.
 
 ``base`` holds what the commands share; ``workflow`` the commands that commit,
-``views`` those that read, ``server`` the server's and CI's. Importing them registers
+``views`` those that read, ``server`` the server's and CI's, ``trust`` signing keys and
+``audit``. Importing them registers
 their commands on ``cli``."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from stageline.cli import server, views, workflow  # noqa: F401 - they register commands
+from stageline.cli import server, trust, views, workflow  # noqa: F401 - they register commands
 from stageline.cli.base import cli, paint
 from stageline.errors import REPOSITORY, USAGE, StagelineError
 

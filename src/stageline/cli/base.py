@@ -95,7 +95,10 @@ def report_outcome(outcome: Outcome, as_json: bool = False,
         click.echo(paint(f"dry run: {outcome.summary.removesuffix('.')}; nothing was written.",
                          fg="yellow"))
         click.echo(f"parent  {p.parent}\ntree    {p.tree}\n"
-                   f"author  {p.author.name} <{p.author.email}>\n")
+                   f"author  {p.author.name} <{p.author.email}>")
+        if p.signed_with:
+            click.echo(f"signed  by git with {p.signed_with}")
+        click.echo("")
         for line in p.message.rstrip("\n").split("\n"):
             click.echo(f"    {line}".rstrip())
         click.echo("")

@@ -80,15 +80,21 @@ def verify(g: Globals, range_: str, ref: str | None, pusher: str | None, as_json
     from stageline.progress import Progress
 
     with Store.open(g.repo) as store, Progress() as progress:
-        ref, violations, windows = run_verify(store, old, new, ref, pusher, progress)
+        ref, violations, policy = run_verify(store, old, new, ref, pusher, progress)
+    require = policy.signing.require if policy else "none"
     if as_json:
         emit_json({"ref": ref, "range": range_, "pusher_checked": pusher is not None,
+                   "signatures_required": require,
                    "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,
                                    "fix": v.fix} for v in violations]})
     else:
         if pusher is None:
-            click.echo("stageline: checking commit authors only (no --pusher given).", err=True)
-        if windows:
+            click.echo({"none": "stageline: checking commit authors only (no --pusher given).",
+                        "actions": "stageline: no --pusher given; the authors of actions are "
+                                   "proven by their signatures (signing.require: actions).",
+                        "all": "stageline: no --pusher given; every author is proven by a "
+                               "signature (signing.require: all)."}[require], err=True)
+        if policy is not None and policy.windows:
             click.echo("stageline: release and freeze windows judged by this machine's clock "
                        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC), not the server's.",
                        err=True)

@@ -1,4 +1,5 @@
-"""Starting git: one function for a one-shot run, one class for a long-lived process.
+"""Starting git: one function for a one-shot run, one class for a long-lived process
+(and ``ssh-keygen``, the program git signs with).
 
 Every git process stageline starts is made here, with the same command line and the
 same environment, so that a later change reaches all of them:
@@ -94,6 +95,21 @@ def run(args: Sequence[str], cwd: str, input: bytes | None = None,
     if check and proc.returncode != 0:
         raise GitFailed(args, err.decode("utf-8", "replace"))
     return out
+
+
+def ssh_keygen(args: Sequence[str], input: bytes | None = None,
+               timeout: float = 30) -> tuple[int, bytes, bytes]:
+    """Run ``ssh-keygen <args>``, the program git signs and verifies SSH signatures
+    with: its exit status, output and errors (127 when it is not installed)."""
+    try:
+        proc = subprocess.run(["ssh-keygen", *args], input=input, capture_output=True,
+                              timeout=timeout, env={**os.environ, "LC_ALL": "C"},
+                              stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        return 127, b"", b"ssh-keygen is not installed"
+    except subprocess.TimeoutExpired:
+        return 124, b"", b"ssh-keygen did not answer"
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def succeeds(args: Sequence[str], cwd: str) -> bool:

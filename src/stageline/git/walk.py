@@ -25,11 +25,13 @@ from stageline.git.process import in_parallel
 
 PARALLEL_DIFF = 256  # commits from which first_parent_changes uses two diff-tree processes
 # One commit as git reads it: id, tree, parents, author name, email, date ("<seconds> <tz>"
-# with --date=raw), message and the trailers git finds in it, each ended by a NUL (git
+# with --date=raw), committer email, message and the trailers git finds in it, each ended
+# by a NUL (git
 # stops a message at a NUL of its own, so none falls inside a field); a line feed ends
 # each record.
-_COMMIT_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%ad%x00%B%x00%(trailers:only,unfold)%x00"
-_COMMIT_FIELDS = 8
+_COMMIT_FORMAT = ("%H%x00%T%x00%P%x00%an%x00%ae%x00%ad%x00%ce%x00%B%x00"
+                  "%(trailers:only,unfold)%x00")
+_COMMIT_FIELDS = 9
 
 
 class Change(NamedTuple):
@@ -58,6 +60,7 @@ class CommitInfo:
     message: str
     changes: tuple[Change, ...] = field(default=())
     trailer_lines: str = ""  # the trailers git found in the message (git's own parse)
+    committer_email: str = ""
 
     @cached_property
     def trailers(self) -> dict[str, str]:
@@ -66,11 +69,11 @@ class CommitInfo:
 
 
 def _commit(fields: tuple[str, ...], changes: Sequence[Change]) -> CommitInfo:
-    oid, tree, parents, name, email, date, message, trailer_lines = fields
+    oid, tree, parents, name, email, date, committer_email, message, trailer_lines = fields
     seconds, _, tz = date.partition(" ")
     return CommitInfo(oid, tree, tuple(parents.split()), name, email,
                       int(seconds) if seconds.isdigit() else 0, tz or "+0000", message,
-                      tuple(changes), trailer_lines)
+                      tuple(changes), trailer_lines, committer_email)
 
 
 @cache

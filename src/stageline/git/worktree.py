@@ -48,7 +48,7 @@ class Worktree(Writer, Walker):
     and files of the changed paths."""
 
     def apply(self, ref: str, head: str | None, changes: Mapping[str, Entry | None],
-              message: str, author: Identity) -> str | None:
+              message: str, author: Identity, sign: bool = False) -> str | None:
         """One commit on ``ref`` setting each path to its entry; None when nothing changes.
 
         The new tree is built from the committed ``head`` (never the work tree),
@@ -68,7 +68,7 @@ class Worktree(Writer, Walker):
         if tree == base:
             return None
         if not self.checks_out(ref):
-            commit = self.commit(tree, [head] if head else [], message, author)
+            commit = self.commit(tree, [head] if head else [], message, author, sign)
             for step in ("before-journal", "before-ref-update"):
                 crash_point(step)
             self.update_ref(ref, commit, head, message.partition("\n")[0])
@@ -76,7 +76,7 @@ class Worktree(Writer, Walker):
             return commit
         with self._index_lock(finishing=False):
             self._refuse_dirty(paths, head)
-            commit = self.commit(tree, [head] if head else [], message, author)
+            commit = self.commit(tree, [head] if head else [], message, author, sign)
             crash_point("before-journal")
             self.write_journal(ref, head or self.null_oid, commit, paths)
             crash_point("before-ref-update")

@@ -77,18 +77,28 @@ class Writer(Reader):
         return self.replace(None, {p: Entry(FILE_MODE, self.hash_blob(d))
                                    for p, d in files.items()})
 
-    def commit(self, tree: str, parents: Sequence[str], message: str, author: Identity) -> str:
-        """``git commit-tree`` with the actor as author and committer."""
+    def commit(self, tree: str, parents: Sequence[str], message: str, author: Identity,
+               sign: bool = False) -> str:
+        """``git commit-tree`` with the actor as author and committer; with ``sign``, signed
+        by git's own set-up (``-S``: ``gpg.format``, ``user.signingkey``, ssh-agent), and
+        otherwise not, whatever ``commit.gpgSign`` says."""
         env = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
             "GIT_COMMITTER_NAME": author.name,
             "GIT_COMMITTER_EMAIL": author.email,
         }
-        args = ["commit-tree", tree]
+        args = ["commit-tree", "-S" if sign else "--no-gpg-sign", tree]
         for parent in parents:
             args += ["-p", parent]
-        return self.run(*args, input=message.encode(), env=env).decode().strip()
+        try:
+            return self.run(*args, input=message.encode(), env=env).decode().strip()
+        except GitFailed as exc:
+            if not sign:
+                raise
+            why = next((ln.strip() for ln in exc.stderr.split("\n") if ln.strip()), "")
+            raise Blocked(f"git could not sign the commit ({why}); nothing was written: "
+                          "'stageline keys check' says what is missing.") from None
 
     def update_ref(self, ref: str, new: str, old: str | None, reason: str) -> None:
         """Compare-and-swap: move ``ref`` from ``old`` (None: must not exist) to ``new``."""

@@ -208,8 +208,9 @@ def _take_judged(store: Store, key: str) -> list[dict[str, object]] | None:
 
 
 def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None,
-           progress: Progress | None = None) -> tuple[str, list[Violation], bool]:
-    """The server's rules over ``old..new``, judged as an update of ``ref`` (``verify``)."""
+           progress: Progress | None = None) -> tuple[str, list[Violation], Policy | None]:
+    """The server's rules over ``old..new``, judged as an update of ``ref`` (``verify``),
+    and the policy at ``old`` they were judged by."""
     old_oid = store.resolve(old)
     new_oid = store.resolve(new)
     if old_oid is None or new_oid is None:
@@ -229,7 +230,7 @@ def verify(store: Store, old: str, new: str, ref: str | None, pusher: str | None
     enforcer.policies.use_default(default, old_oid if default == ref else tip)
     violations = enforcer.check(RefUpdate(old_oid, new_oid, ref), None, pusher,
                                 force_protected=True)
-    return ref, violations, bool(policy is not None and policy.windows)
+    return ref, violations, policy
 
 
 def _default_of_clone(store: Store, policy: Policy | None) -> tuple[str | None, str | None]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from stageline import rules, trailers
+from stageline import rules, signing, trailers
 from stageline.errors import UsageError
 from stageline.git.objects import is_null_oid, short_ref
 from stageline.git.store import Store
@@ -20,7 +20,7 @@ from stageline.git.walk import CommitInfo
 from stageline.layout import ENV_ROOT, POLICY_FILE
 from stageline.policy import Member, Policy, first_set
 from stageline.rules import Violation
-from stageline.server import facts
+from stageline.server import facts, signatures
 from stageline.server.policies import Policies, PolicyAt
 
 if TYPE_CHECKING:
@@ -179,12 +179,13 @@ class Enforcer:
         if overrides and self.judged and self.judged[-1]["ref"] == update.ref:
             self.judged[-1]["overrides"] = overrides  # the push log shows them
         malformed = facts.malformed(self.store, commits)
+        signed = signatures.check(self.store, signatures.needing(commits, policies))
         violations: list[Violation] = []
         for policy in policies:
             # A service account's pushes are judged by their authors: pusher None.
             pusher = policy.member(who) if who else None
             violations += [v for v in self.judge(commits, policy, pusher, update.new, malformed,
-                                                 update.ref)
+                                                 update.ref, signed)
                            if v not in violations]
         return violations
 
@@ -288,7 +289,10 @@ class Enforcer:
 
     def judge(self, commits: Sequence[CommitInfo], policy: Policy, pusher: Member | None,
               tip: str, malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None = None,
-              branch: str = "") -> list[Violation]:
+              branch: str = "", signed: Mapping[str, signing.Checked] | None = None
+              ) -> list[Violation]:
+        """Every rule over ``commits`` by ``policy``; with ``signed`` (the commits exist:
+        not ``guard``'s staged one), signatures too, each commit's as the policy requires."""
         existing = frozenset(short_ref(b).lower() for b in self.policies.branches())
         if any(ch.path == POLICY_FILE for c in commits for ch in c.changes):
             existing |= self._names_taken()
@@ -297,11 +301,23 @@ class Enforcer:
         if self.progress:
             self.progress.phase("checking commits", len(found))
         violations: list[Violation] = []
-        for fact in found:
-            violations.extend(rules.judge_commit(fact, policy, pusher))
+        for commit, fact in zip(commits, found, strict=True):
+            violations.extend(verdict(commit, fact, policy, pusher, signed))
             if self.progress:
                 self.progress.advance()
         return violations
+
+
+def verdict(commit: CommitInfo, fact: rules.CommitFacts, policy: Policy, pusher: Member | None,
+            signed: Mapping[str, signing.Checked] | None) -> list[Violation]:
+    """Every rule over one commit by ``policy``, its signature too when ``signed`` holds
+    the commits' signatures (None: the commit is not made yet, as ``guard``'s)."""
+    found = rules.judge_commit(fact, policy, pusher)
+    if signed is not None and not fact.malformed and \
+            signing.required(commit.changes, policy.signing.require):
+        found += signing.judge(commit.oid, commit.author_email, commit.committer_email,
+                               signed.get(commit.oid), policy)
+    return found
 
 
 def _fast_forward_problem(listed: Sequence[tuple[str, tuple[str, ...]]], old: str,

@@ -73,13 +73,26 @@ class Policies:
             if found is None or found[1] != "blob":
                 self._read[commit] = PolicyAt()
             else:
-                if found[0] not in self._read:  # many branches hold the same policy file
-                    try:
-                        self._read[found[0]] = PolicyAt(parse_policy(found[2]))
-                    except PolicyError as exc:
-                        self._read[found[0]] = PolicyAt(problem=exc.message.rstrip("."))
-                self._read[commit] = self._read[found[0]]
+                # many branches hold the same policy file
+                self._read[commit] = self._parsed(found[0], found[2])
         return self._read[commit]
+
+    def blob(self, oid: str) -> PolicyAt:
+        """The policy in the blob ``oid`` (parsed once)."""
+        if oid not in self._read:
+            found = self.store.objects([oid])[0]
+            if found is None or found[1] != "blob":
+                return PolicyAt(problem="stageline.yaml is not a file")
+            return self._parsed(oid, found[2])
+        return self._read[oid]
+
+    def _parsed(self, oid: str, data: bytes) -> PolicyAt:
+        if oid not in self._read:
+            try:
+                self._read[oid] = PolicyAt(parse_policy(data))
+            except PolicyError as exc:
+                self._read[oid] = PolicyAt(problem=exc.message.rstrip("."))
+        return self._read[oid]
 
     def self_protected(self) -> dict[str, str]:
         """The branches whose own tip's policy protects them, with their tips. Only such a
