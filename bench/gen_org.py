@@ -179,10 +179,14 @@ def push_ops(agents: int, files: int, commits: int) -> Iterator[tuple[str, str, 
         step += 1
 
 
-def generate(repo: Path, agents: int, files: int, commits: int = 0) -> None:
+def generate(repo: Path, agents: int, files: int, commits: int = 0,
+             policy: bytes = POLICY,
+             steps: Iterator[tuple[str, str, list[bytes]]] | None = None) -> None:
+    """The organization on ``main`` and, with ``commits``, ``refs/bench/push`` (the steps
+    of ``push_ops`` unless ``steps`` are given)."""
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True)
     stream = Stream(repo)
-    ops = [_modify("stageline.yaml", POLICY)]
+    ops = [_modify("stageline.yaml", policy)]
     for i in range(agents):
         for env in ENVS:
             for path, data in agent_files(i, files, 0).items():
@@ -190,7 +194,7 @@ def generate(repo: Path, agents: int, files: int, commits: int = 0) -> None:
     base = stream.commit("refs/heads/main", "olga", "Import the bench organization"
                          "\n\nStageline-Action: init\nStageline-Actor: olga\n", ops, None)
     parent = base
-    for who, message, commit_ops in push_ops(agents, files, commits):
+    for who, message, commit_ops in steps or push_ops(agents, files, commits):
         parent = stream.commit("refs/bench/push", who, message, commit_ops, parent)
     stream.close()
 

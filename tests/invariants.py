@@ -17,10 +17,14 @@ test pushed and the hook accepted must leave these states.
   * a production directory that changed equals staging's with an approval of that tree in
     the same commit, or the production tree of the ``Stageline-Restores`` commit, an
     earlier commit of the branch; or it is removed along with staging (retired).
+  * under a policy requiring signatures, a commit that must be signed is one that git
+    and ssh-keygen verify as signed by its author's key (``git log --format=%G?%GS``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import subprocess
@@ -146,6 +150,55 @@ def check_branch(repo: Path, ref: str, tip: str) -> list[str]:
                     problems.append(f"{oid[:12]}: staging of {agent} differs from development")
             elif env == "production":
                 problems += _production(oid, agent, found, restores.get(oid, []), position)
+    return problems + _signatures(repo, judged, changes)
+
+
+SIGNED = ("environments/staging/", "environments/production/", "approvals/", "settings/",
+          ".github/", ".gitlab/", ".gitea/", ".forgejo/")
+SIGNED_FILES = ("stageline.yaml", ".gitlab-ci.yml", ".gitlab-ci.yaml")
+
+
+def _signatures(repo: Path, judged: list[list[str]],
+                changes: dict[str, list[tuple[str, str, str, str, str]]]) -> list[str]:
+    """Under a policy requiring signatures (at the commit's first parent), each commit
+    that must be signed verifies with git and ssh-keygen against the policy's keys as
+    allowed signers, signed by the key of the member whose email is the author's, with
+    the committer's email the author's."""
+    policies = _lookup(repo, [f"{c[1]}:stageline.yaml" for c in judged])
+    if not any(b"signing" in data for data in policies.values() if isinstance(data, bytes)):
+        return []
+    problems = []
+    for c in judged:
+        data = policies.get(f"{c[1]}:stageline.yaml")
+        doc = yaml.safe_load(data) if isinstance(data, bytes) else None
+        signing = doc.get("signing") if isinstance(doc, dict) else None
+        require = signing.get("require", "none") if isinstance(signing, dict) else "none"
+        paths = [f"{path}/" if new_mode == "040000" else path
+                 for _o, new_mode, _n, _s, path in changes.get(c[0], [])]
+        if require == "none" or require == "actions" and not any(
+                p.startswith(SIGNED) or p in SIGNED_FILES for p in paths):
+            continue
+        revoked = set(signing.get("revoked") or [])
+        allowed = Path(repo, f"oracle-allowed-{c[0][:12]}")
+        lines = []
+        for member in (doc.get("members") or {}).values():
+            for key in member.get("keys") or []:
+                blob = base64.b64decode(key.split()[1])
+                fp = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode() \
+                    .rstrip("=")
+                if fp not in revoked:
+                    lines.append(f'{member["email"]} namespaces="git" {" ".join(key.split()[:2])}')
+        allowed.write_text("\n".join(lines) + "\n")
+        try:
+            out = _git(repo, "-c", f"gpg.ssh.allowedSignersFile={allowed}", "log", "--no-walk",
+                       "--format=%G?%x00%GS%x00%ae%x00%ce", c[0]).decode()
+        finally:
+            allowed.unlink()
+        status, signer, author, committer = out.strip("\n").split("\0")
+        if status != "G" or signer.lower() != author.lower() or \
+                committer.lower() != author.lower():
+            problems.append(f"{c[0][:12]}: accepted, but git reads its signature as {status} "
+                            f"by {signer or 'no one'} (author {author}, committer {committer})")
     return problems
 
 

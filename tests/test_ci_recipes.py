@@ -188,9 +188,10 @@ def test_every_third_party_piece_is_pinned_by_commit() -> None:
 
 
 def test_zizmor_finds_nothing_in_the_github_recipes() -> None:
-    """zizmor (the GitHub Actions auditor) over the recipes, offline; the two findings it
-    would report are answered in the files (the verify job's pull_request_target runs no
-    code of the pull request; the promotion job pushes with its checkout's credentials)."""
+    """zizmor (the GitHub Actions auditor) over the recipes, offline; the findings it
+    would report are answered in the files (the verify job's pull_request_target and the
+    fast-forward job's issue_comment run no code of the pull request; the promotion and
+    fast-forward jobs push with their checkout's credentials)."""
     zizmor = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or \
         shutil.which("zizmor")
     if zizmor is None:
@@ -448,6 +449,76 @@ def test_github_site_job_builds_the_site_of_the_pushed_commit(world: World) -> N
     assert job.artifacts == ["public/"]
     board = (job.workspace / "public/index.html").read_text()
     assert sha[:12] in board and "agents/support-bot/index.html" in board
+
+
+# -- GitHub: fast-forward (signed pull requests) --------------------------------------------
+
+
+def signing_world(w: World) -> Path:
+    """olga lists everyone's key and requires signed actions; the clone signs as git does."""
+    keys = w.tmp / "keys"
+    keys.mkdir()
+    policy = (w.clone / "stageline.yaml").read_text()
+    for member in ("alice", "quinn", "olga"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", member, "-f",
+                        str(keys / member)], check=True)
+        line = (keys / f"{member}.pub").read_text().strip()
+        policy = re.sub(rf"(  {member}: *\{{[^}}]*)\}}", rf"\1, keys: ['{line}']}}", policy)
+    assert policy.count("keys: [") == 3
+    (w.clone / "stageline.yaml").write_text(policy + "signing: {require: actions}\n")
+    commit_all(w.clone, "olga", "Signed actions")
+    w.push("olga")
+    git(w.clone, "config", "gpg.format", "ssh")
+    return keys
+
+
+def fast_forward(w: World, comment: str, number: int, association: str = "MEMBER") -> Job:
+    table = {**GITHUB_COMMON, "github.event_name": "issue_comment",
+             "github.event.comment.body": comment,
+             "github.event.comment.author_association": association,
+             "github.event.issue.pull_request.url": "https://github.test/pulls/1",
+             "github.event.issue.number": str(number), "inputs.pull_request": "",
+             "secrets.STAGELINE_PUSH_TOKEN": "ghs_push"}
+    return run_github(w, "stageline-fast-forward.yml", "fast-forward", table)
+
+
+def signed_pull_request(w: World, keys: Path, number: int, sign: bool = True) -> str:
+    """alice's signed promotion to staging as pull request ``number`` (its head)."""
+    git(w.clone, "checkout", "-q", "-B", f"pr-{number}", "origin/main")
+    if sign:
+        git(w.clone, "config", "user.signingkey", str(keys / "alice"))
+        assert sl(w.clone, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    else:
+        copy_dir(w.clone, DEV, STG)
+        commit_all(w.clone, "alice", "Promote support-bot to staging")
+    head = git(w.clone, "rev-parse", "HEAD")
+    w.push("alice", f"HEAD:refs/heads/pr-{number}")
+    git(w.server, "update-ref", f"refs/pull/{number}/head", head)  # GitHub's own ref
+    return head
+
+
+def test_github_fast_forward_lands_signed_commits_unchanged(world: World) -> None:
+    keys = signing_world(world)
+    head = signed_pull_request(world, keys, 7)
+    assert "gpgsig" in git(world.clone, "cat-file", "commit", head)
+    job = fast_forward(world, "/fast-forward\r\n", 7)
+    assert job.ok, job.output
+    assert world.tip() == head  # the same commit: its signature is the author's
+    assert "main is now" in job.output
+
+
+def test_github_fast_forward_refuses_unsigned_actions_and_strangers(world: World) -> None:
+    keys = signing_world(world)
+    before = world.tip()
+    signed_pull_request(world, keys, 8, sign=False)
+    job = fast_forward(world, "/fast-forward", 8)
+    assert not job.ok and "must be signed by one of alice's keys" in job.output
+    head = signed_pull_request(world, keys, 9)
+    job = fast_forward(world, "/fast-forward", 9, association="NONE")
+    assert not job.ok and "only the repository's members" in job.output
+    job = fast_forward(world, "looks good", 9)
+    assert job.ok and "nothing to do" in job.output
+    assert world.tip() == before != head
 
 
 # -- GitLab ----------------------------------------------------------------------------------

@@ -106,3 +106,35 @@ def _mktree(repo: Path, listing: str) -> str:
 def _replace(listing: str, name: str, tree: str) -> str:
     lines = [ln for ln in listing.split("\n") if ln and not ln.endswith(f"\t{name}")]
     return "\n".join([*lines, f"040000 tree {tree}\t{name}"]) + "\n"
+
+
+@pytest.mark.no_invariants
+def test_a_wrongly_signed_action_is_found(unhooked: tuple[Path, Path], tmp_path: Path) -> None:
+    """Under signing.require, an action signed by another member's key (and one unsigned)
+    put past the hook: git's own verification, in the oracle, says so."""
+    import subprocess
+
+    server, work = unhooked
+    for member in ("alice", "olga"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / member)], check=True)
+    policy = (work / "stageline.yaml").read_text()
+    for member in ("alice", "olga"):
+        line = (tmp_path / f"{member}.pub").read_text().split()
+        policy = policy.replace(f"email: {member}@test.example,",
+                                f"email: {member}@test.example, keys: ['{line[0]} {line[1]}'],")
+    (work / "stageline.yaml").write_text(policy + "signing: {require: actions}\n")
+    commit_all(work, "olga", "Signed actions")
+    git(work, "config", "gpg.format", "ssh")
+    git(work, "config", "user.signingkey", str(tmp_path / "alice"))
+    assert sl(work, "promote", "support-bot", "--to", "staging", actor="alice").code == OK
+    _force(server, work)
+    assert invariants.check_server(server) == []
+    shutil.rmtree(work / PRD, ignore_errors=True)
+    shutil.copytree(work / STG, work / PRD)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-S", "-m", "Forged in olga's name", env=author_env("olga"))
+    _force(server, work)
+    problems = invariants.check_server(server)
+    assert any("signature as G by alice@test.example (author olga@test.example" in p
+               for p in problems), problems

@@ -614,3 +614,54 @@ def test_a_malformed_key_line_is_a_clean_rejection(line: str) -> None:
 
     with pytest.raises(sshkeys.SignatureError):
         sshkeys.parse_key(line)
+
+
+def test_a_key_revoked_later_proves_nothing_in_audit(signed: tuple[Path, Path],
+                                                     keydir: Path) -> None:
+    """quinn's key signed a mark, then was found compromised: from the root, audit flags
+    the mark it signed before the revocation too."""
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    act(clone, keydir, "quinn", "mark-ready", "support-bot")
+    marked = git(clone, "rev-parse", "HEAD")
+    assert sl(clone, "audit", "--from", root).code == OK
+    policy = (clone / "stageline.yaml").read_text()
+    (clone / "stageline.yaml").write_text(policy.replace(
+        "revoked: []", f"revoked: [{fingerprint(keydir, 'quinn')}]"))
+    signed_commit(clone, keydir, "olga", "olga", "Revoke quinn's stolen key")
+    result = sl(clone, "audit", "--from", root, "--json")
+    assert result.code == CHECK_FAILED
+    assert [v["commit"] for v in json.loads(result.out)["violations"]] == [marked]
+    assert sl(clone, "audit", "--from", marked).code == OK
+
+
+def test_sha256_repositories_sign_in_their_own_header(tmp_path: Path, keydir: Path) -> None:
+    """A SHA-256 repository keeps the signature in gpgsig-sha256: read there, and the
+    payload still matches what git verifies."""
+    from stageline.git.signature import split
+
+    files = tree_files(RESOURCES / "org")
+    files["stageline.yaml"] = policy_text(keydir, own_keys()).encode()
+    server = tmp_path / "s.git"
+    git(tmp_path, "init", "-q", "--bare", "--object-format=sha256", "-b", "main", str(server))
+    with Store.open(server) as store:
+        import_organization(store, "refs/heads/main", files)
+    assert sl(None, "hook", "install", str(server)).code == OK
+    clone = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(server), str(clone))
+    git(clone, "config", "gpg.format", "ssh")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    raw = subprocess.run(["git", "cat-file", "commit", "HEAD"], cwd=clone, capture_output=True,
+                         check=True).stdout
+    assert b"\ngpgsig-sha256 -----BEGIN SSH SIGNATURE-----" in raw
+    (tmp_path / "allowed").write_text(sl(clone, "keys", "allowed-signers").out)
+    ours = split(raw, 64)
+    assert git_payloads(clone, git(clone, "rev-parse", "HEAD"), tmp_path) == \
+        {(ours.payload, ours.signature)}
+    accepted(clone, server, "alice")
+    copy_dir(clone, DEV, STG)
+    (clone / STG / "extra.md").write_text("by hand\n")
+    copy_dir(clone, STG, DEV)
+    signed_commit(clone, keydir, "alice", "quinn", "Edit and promote, signed by quinn")
+    rejected(clone, server, "alice", "it is signed with quinn's key")

@@ -11,7 +11,8 @@ from conftest import sl
 # heavy modules were loaded.
 PROBE = """
 import atexit, sys
-heavy = ("click", "yaml", "jsonschema", "jinja2", "stageline.cli", "stageline.actions")
+heavy = ("click", "yaml", "jsonschema", "jinja2", "cryptography", "stageline.cli",
+         "stageline.actions")
 atexit.register(lambda: print("loaded:", *[m for m in heavy if m in sys.modules],
                               file=sys.stderr))
 sys.argv = ["stageline", *sys.argv[1:]]
@@ -43,6 +44,7 @@ def test_help_is_clicks_and_loads_neither_yaml_nor_jsonschema() -> None:
     assert "Commands:" in out and "promote" in out
     assert "click" in loaded
     assert "yaml" not in loaded and "jsonschema" not in loaded and "jinja2" not in loaded
+    assert "cryptography" not in loaded
 
 
 def test_other_arguments_with_version_still_go_through_click() -> None:
@@ -55,6 +57,7 @@ def test_hook_path_skips_the_cli() -> None:
     code, _out, loaded = entry("hook", "pre-receive", "--bogus")
     assert code == 2  # an unexpected argument, said by the hook's own parser
     assert "click" not in loaded and "stageline.cli" not in loaded and "jinja2" not in loaded
+    assert "cryptography" not in loaded  # imported only when a signature is checked
 
 
 def test_unknown_command_is_a_usage_error_from_the_cli() -> None:

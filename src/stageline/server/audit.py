@@ -7,11 +7,13 @@ the policy each later commit is judged by was itself judged: members and keys ad
 removed along the way count from the commit after the one that changed them. Every
 rule of the hook applies but two that only a server can know: who pushed (there is no
 pusher in a history) and release windows (judged by the server's clock at push time).
+A key revoked anywhere along the way, or at the tip, is revoked for the whole history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from stageline.errors import UsageError
 from stageline.git.store import Store
@@ -31,10 +33,18 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
     listed = store.rev_list(["--topo-order", tip, "--not", root])
     commits = store.walk_listed(listed, trees=True)
     at_parent = _policies_at_parents(store, commits)
-    malformed = facts.malformed(store, commits)
+    bodies: dict[str, bytes] = {}
+    malformed = facts.malformed(store, commits, bodies)
     found = facts.gather(store, commits, tip, malformed, f"refs/heads/{branch}")
     policies = [p.policy for p in at_parent.values() if p.policy is not None]
-    signed = signatures.check(store, signatures.needing(commits, policies))
+    signed = signatures.check(store, signatures.needing(commits, policies), bodies)
+    # A key revoked anywhere in the history, or at the tip, is revoked for all of it: its
+    # holder's signatures prove nothing, whenever they claim to be made.
+    tip_policy = Policies(store).at(tip).policy
+    revoked = frozenset().union(*(p.signing.revoked for p in
+                                  [*policies, *([tip_policy] if tip_policy else [])]))
+    strict = {id(p): replace(p, signing=replace(p.signing, revoked=p.signing.revoked | revoked))
+              for p in policies}
     violations: list[Violation] = []
     for commit, fact in zip(commits, found, strict=True):
         read = at_parent[commit.oid]
@@ -44,7 +54,7 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
                                         f"commit: the policy at its first parent is missing "
                                         f"or invalid ({why})", "audit from a later root"))
             continue
-        violations += verdict(commit, fact, read.policy, None, signed)
+        violations += verdict(commit, fact, strict[id(read.policy)], None, signed)
     return len(commits), violations
 
 

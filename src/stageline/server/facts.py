@@ -41,11 +41,13 @@ INDEXED_TREE = 8192  # bytes from which a tree's next version is checked against
 Malformed = Mapping[str, tuple[tuple[str | None, str], ...]]  # commit -> (path, why)
 
 
-def malformed(store: Store, commits: Sequence[CommitInfo]) -> Malformed:
+def malformed(store: Store, commits: Sequence[CommitInfo],
+              bodies: dict[str, bytes] | None = None) -> Malformed:
     """The objects each commit brings that git's own tools read in more than one way
     (``fsck.py``): the commit object itself, its root tree, every tree its first parent
     does not have (``diff-tree -t`` lists them), and any entry whose object is not of
-    the kind its mode says (a "file" that is a directory). Each object is read once."""
+    the kind its mode says (a "file" that is a directory). Each object is read once;
+    ``bodies``, when given, keeps each commit object's bytes (signatures read them)."""
     trees: dict[str, None] = {}
     # trees inside agent directories, whose names are free (environments/, an
     # environment's directory and approvals/ hold validated lowercase names only)
@@ -71,8 +73,11 @@ def malformed(store: Store, commits: Sequence[CommitInfo]) -> Malformed:
                 tree_data[oid] = obj[2]
             else:
                 problems[oid] = f"its mode says a directory, but it is a {obj[1]}"
-        elif why := (fsck.commit_problem(obj[2]) if obj[1] == "commit" else "not a commit"):
-            problems[oid] = why
+        else:
+            if obj[1] == "commit" and bodies is not None:
+                bodies[oid] = obj[2]
+            if why := (fsck.commit_problem(obj[2]) if obj[1] == "commit" else "not a commit"):
+                problems[oid] = why
     problems.update(_tree_problems(store, commits, tree_data, judged))
     for oid, info in zip(files, store.objects_info(list(files)), strict=True):
         if info is None or info[1] != "blob":

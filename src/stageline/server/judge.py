@@ -178,8 +178,9 @@ class Enforcer:
                      and any(ch.path.startswith(_GUARDED) for ch in c.changes)]
         if overrides and self.judged and self.judged[-1]["ref"] == update.ref:
             self.judged[-1]["overrides"] = overrides  # the push log shows them
-        malformed = facts.malformed(self.store, commits)
-        signed = signatures.check(self.store, signatures.needing(commits, policies))
+        bodies: dict[str, bytes] = {}
+        malformed = facts.malformed(self.store, commits, bodies)
+        signed = signatures.check(self.store, signatures.needing(commits, policies), bodies)
         violations: list[Violation] = []
         for policy in policies:
             # A service account's pushes are judged by their authors: pusher None.

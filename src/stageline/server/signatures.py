@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from stageline import signing, sshkeys
 from stageline.git.process import ssh_keygen
@@ -29,14 +29,19 @@ def needing(commits: Sequence[CommitInfo], policies: Sequence[Policy]) -> list[C
     return [c for c in commits if signing.required(c.changes, require)]
 
 
-def check(store: Store, commits: Sequence[CommitInfo]) -> dict[str, Checked]:
-    """What each commit's signature is: the key of a good signature, or why there is none."""
+def check(store: Store, commits: Sequence[CommitInfo],
+          bodies: Mapping[str, bytes] | None = None) -> dict[str, Checked]:
+    """What each commit's signature is: the key of a good signature, or why there is none
+    (the commit objects from ``bodies`` when they were read already)."""
+    known = bodies or {}
+    unread = [c.oid for c in commits if c.oid not in known]
+    read = {oid: obj[2] for oid, obj in zip(unread, store.objects(unread), strict=True)
+            if obj is not None and obj[1] == "commit"}
     found: dict[str, Checked] = {}
-    for commit, obj in zip(commits, store.objects([c.oid for c in commits]), strict=True):
-        if obj is None or obj[1] != "commit":
-            found[commit.oid] = Checked(None, "it cannot be read")
-            continue
-        found[commit.oid] = of_commit(obj[2], store.hexlen)
+    for commit in commits:
+        data = known.get(commit.oid, read.get(commit.oid))
+        found[commit.oid] = Checked(None, "it cannot be read") if data is None else \
+            of_commit(data, store.hexlen)
     return found
 
 
