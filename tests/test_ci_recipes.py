@@ -143,7 +143,9 @@ def world(tmp_path: Path, hooked: Path) -> World:
     fake = tmp_path / "bin"
     fake.mkdir()
     gh = fake / "gh"
-    gh.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$GH_LOG"\n')
+    # records its arguments; asked for a collaborator's permission, answers $GH_PERMISSION
+    gh.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$GH_LOG"\n'
+                  'case "$2" in */permission) echo "${GH_PERMISSION:-none}";; esac\n')
     gh.chmod(0o755)
     return World(tmp_path, server, clone, fake)
 
@@ -294,6 +296,21 @@ def test_github_verify_passes_a_good_pull_request(world: World) -> None:
     [status] = statuses(world)
     assert f"repos/acme/org/statuses/{head}" in status
     assert "state=success" in status and "context=stageline/verify" in status
+
+
+def test_github_verify_judges_only_the_head_it_reports_on(world: World) -> None:
+    """GitHub refreshes refs/pull/N/merge in the background: a stale one holds an older
+    head than the event's, and success must not be posted on a head never judged (hook
+    pass 5, a lead from reading the recipe)."""
+    git(world.clone, "checkout", "-q", "-b", "stale")
+    (world.clone / DEV / "prompts/system.md").write_text("first\n")
+    commit_all(world.clone, "alice", "First")
+    open_pull_request(world, 5)
+    (world.clone / DEV / "prompts/system.md").write_text("second\n")
+    newer = commit_all(world.clone, "alice", "Second")
+    job = verify_pr(world, 5, newer)
+    assert not job.ok and "not the pull request's head" in job.output
+    assert all("state=success" not in s for s in statuses(world))
 
 
 def test_github_verify_fails_a_hand_edit_of_staging(world: World) -> None:
@@ -472,14 +489,16 @@ def signing_world(w: World) -> Path:
     return keys
 
 
-def fast_forward(w: World, comment: str, number: int, association: str = "MEMBER") -> Job:
+def fast_forward(w: World, comment: str, number: int, login: str = "alice",
+                 permission: str = "write") -> Job:
     table = {**GITHUB_COMMON, "github.event_name": "issue_comment",
              "github.event.comment.body": comment,
-             "github.event.comment.author_association": association,
+             "github.event.comment.user.login || github.triggering_actor": login,
              "github.event.issue.pull_request.url": "https://github.test/pulls/1",
              "github.event.issue.number": str(number), "inputs.pull_request": "",
              "secrets.STAGELINE_PUSH_TOKEN": "ghs_push"}
-    return run_github(w, "stageline-fast-forward.yml", "fast-forward", table)
+    return run_github(w, "stageline-fast-forward.yml", "fast-forward", table,
+                      {"GH_PERMISSION": permission})
 
 
 def signed_pull_request(w: World, keys: Path, number: int, sign: bool = True) -> str:
@@ -514,8 +533,12 @@ def test_github_fast_forward_refuses_unsigned_actions_and_strangers(world: World
     job = fast_forward(world, "/fast-forward", 8)
     assert not job.ok and "must be signed by one of alice's keys" in job.output
     head = signed_pull_request(world, keys, 9)
-    job = fast_forward(world, "/fast-forward", 9, association="NONE")
-    assert not job.ok and "only the repository's members" in job.output
+    # an organization member or collaborator without write access (hook-attack pass 5, 3)
+    job = fast_forward(world, "/fast-forward", 9, login="mallory", permission="read")
+    assert not job.ok and "mallory may not merge into main (permission: read)" in job.output
+    # write access, but no member of stageline.yaml: verify judges the asker as the pusher
+    job = fast_forward(world, "/fast-forward", 9, login="mallory")
+    assert not job.ok and "the pusher mallory is not a member" in job.output
     job = fast_forward(world, "looks good", 9)
     assert job.ok and "nothing to do" in job.output
     assert world.tip() == before != head

@@ -90,6 +90,13 @@ def test_valid_policy_is_parsed() -> None:
      b"service_accounts: {ci: {keys: ['%s'], acts_for_members: true}}\n"
      b"signing: {require: actions}\n" % (K[:-2] + "=").encode(),
      "key 1 is not an OpenSSH public key"),
+    # a pattern as an email: git's allowed-signers file would read it as one (hook pass, 04)
+    (b"organization: acme\nmembers: {a: {email: '*@x.test', roles: [qa]}}\n",
+     "has no valid email"),
+    # an Ed25519 "key" of small order: any signature verifies for it (parse pass, 04)
+    (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], keys: ['ssh-ed25519 "
+     b"AAAAC3NzaC1lZDI1NTE5AAAAIAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']}}\n",
+     "a point of small order"),
     (b"organization: acme\nmembers: {a: {email: a@x.test, roles: [qa], role: [x]}}\n",
      "unknown key 'role'"),
     (b"organization: acme\npromotion: {production: {approvals: {required: 0}}}\n"

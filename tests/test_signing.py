@@ -294,7 +294,8 @@ def test_under_require_all_a_development_edit_and_a_forge_merge_must_be_signed(
     assert tip(server) == base
 
 
-@pytest.mark.parametrize("case", ["truncated", "magic", "namespace", "huge", "pgp", "twice"])
+@pytest.mark.parametrize("case", ["truncated", "magic", "namespace", "huge", "pgp", "twice",
+                                  "padbits", "long-header", "utf-7"])
 def test_a_malformed_signature_is_a_clean_rejection(signed: tuple[Path, Path], keydir: Path,
                                                     case: str) -> None:
     server, clone = signed
@@ -323,18 +324,31 @@ def test_a_malformed_signature_is_a_clean_rejection(signed: tuple[Path, Path], k
         (clone / "payload.sig").unlink()
         sig = ["gpgsig " + armored[0]] + [" " + ln for ln in armored[1:]]
     elif case == "huge":
-        sig = [sig[0]] + [" " + "A" * 76] * 20000 + [sig[-1]]
+        sig = [sig[0]] + [" " + "A" * 76] * 600 + [sig[-1]]
     elif case == "pgp":
         sig = ["gpgsig -----BEGIN PGP SIGNATURE-----", " ", " iQEz", " -----END PGP SIGNATURE-----"]
     elif case == "twice":
         sig = sig + sig
+    elif case == "padbits":  # the signature's bytes unchanged; its base64 not OpenSSH's
+        text = "".join(body)
+        stem = text.rstrip("=")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        text = stem[:-1] + alphabet[alphabet.index(stem[-1]) ^ 1] + text[len(stem):]
+        sig = [sig[0]] + [" " + text[i:i + 70] for i in range(0, len(text), 70)] + [sig[-1]]
+    elif case == "long-header":  # 16 MiB of header lines in 16 KiB of pack (site pass 2)
+        sig = sig + ["x"] * (8 * 2 ** 20)
+    elif case == "utf-7":  # "+AAo-" is a line feed once git re-encodes the commit
+        sig = sig + ["encoding UTF-7",
+                     "x-note +AAo-author Olga <olga@test.example> 1700000000 +0000"]
     forged = "\n".join(lines[:start] + sig) + "\n\n" + message
     oid = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=clone,
                          input=forged, capture_output=True, text=True, check=True).stdout.strip()
     git(clone, "reset", "-q", "--hard", oid)
     says = {"truncated": "does not hold", "magic": "does not start with SSHSIG",
             "namespace": "namespace 'git'", "huge": "too long",
-            "pgp": "it is not an SSH signature", "twice": "more than one signature"}[case]
+            "pgp": "it is not an SSH signature", "twice": "more than one signature",
+            "padbits": "not base64 as OpenSSH writes it", "long-header": "over 64 KiB",
+            "utf-7": "its encoding UTF-7 is one git re-encodes"}[case]
     rejected(clone, server, "alice", says)
 
 
@@ -665,3 +679,95 @@ def test_sha256_repositories_sign_in_their_own_header(tmp_path: Path, keydir: Pa
     copy_dir(clone, STG, DEV)
     signed_commit(clone, keydir, "alice", "quinn", "Edit and promote, signed by quinn")
     rejected(clone, server, "alice", "it is signed with quinn's key")
+
+
+def test_agent_new_and_rollback_are_signed_too(signed: tuple[Path, Path], keydir: Path) -> None:
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "alice", "agent", "new", "fresh-bot")
+    for version in ("one", "two"):
+        (clone / DEV / "prompts/system.md").write_text(f"Version {version}.\n")
+        signed_commit(clone, keydir, "alice", None, f"Version {version}")
+        act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+        act(clone, keydir, "quinn", "mark-ready", "support-bot")
+        act(clone, keydir, "olga", "promote", "support-bot", "--to", "production")
+    act(clone, keydir, "olga", "rollback", "support-bot")
+    assert sl(clone, "audit", "--from", root).code == OK  # each push its member's: audit
+    (tmp := clone / ".git" / "allowed").write_text(sl(clone, "keys", "allowed-signers").out)
+    shown = git(clone, "-c", f"gpg.ssh.allowedSignersFile={tmp}", "log", "--format=%G? %GS %s",
+                "--grep=Stageline-Action").split("\n")
+    assert shown[0].startswith("G olga@test.example ") and "support-bot" in shown[0]
+    assert any(line.startswith("G alice@test.example ") and "fresh-bot" in line
+               for line in shown)
+    assert all(line.startswith("G ") for line in shown[:-1])  # all but the import
+
+
+def _without(policy: str, member: str) -> str:
+    """The policy text with ``member``'s entry (and keys) taken out."""
+    out, skip = [], False
+    for line in policy.split("\n"):
+        if line.startswith(f"  {member}:"):
+            skip = True
+            continue
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_audit_judges_what_a_merge_brings_by_the_line_it_joins(signed: tuple[Path, Path],
+                                                               keydir: Path) -> None:
+    """omar's key is retired on main; a side branch started before signs with it, and
+    olga merges it the ordinary way (hook-attack pass 5, finding 2)."""
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    policy = (clone / "stageline.yaml").read_text()
+    (clone / "stageline.yaml").write_text(policy.replace(pub(keydir, "omar"),
+                                                         pub(keydir, "spare")))
+    signed_commit(clone, keydir, "olga", "olga", "omar's laptop key retired")
+    main = git(clone, "rev-parse", "HEAD")
+    git(clone, "checkout", "-q", "-b", "side", root)
+    (clone / "settings").mkdir(exist_ok=True)
+    (clone / "settings/production.yaml").write_text("model: big\n")
+    signed_commit(clone, keydir, "omar", "omar", "Settings, with the retired key")
+    git(clone, "checkout", "-q", "main")
+    signer(clone, keydir, "olga")
+    git(clone, "merge", "-q", "--no-ff", "-S", "-m", "Merge side", "side",
+        env=author_env("olga"))
+    result = sl(clone, "audit", "--from", root, "--json")
+    assert result.code == CHECK_FAILED
+    found = json.loads(result.out)["violations"]
+    assert [v["commit"] for v in found] == [git(clone, "rev-parse", "side")]
+    assert "lists for no one" in found[0]["rule"]
+    assert sl(clone, "audit", "--from", main).code == CHECK_FAILED  # the same, from main
+
+
+def test_audit_from_the_last_audited_tip_refuses_a_foxtrot_merge(signed: tuple[Path, Path],
+                                                                 keydir: Path) -> None:
+    """omar, removed on main, keeps working on a line from before and merges main into it
+    as its second parent (hook-attack pass 5, finding 1): from the tip audited before,
+    the branch no longer passes through it; from the root, omar's merge is judged by
+    main's policy too, where he is no one."""
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    (clone / "stageline.yaml").write_text(_without((clone / "stageline.yaml").read_text(),
+                                                   "omar"))
+    signed_commit(clone, keydir, "olga", "olga", "omar left")
+    audited = git(clone, "rev-parse", "HEAD")
+    assert sl(clone, "audit", "--from", root).code == OK
+    git(clone, "checkout", "-q", "-b", "foxtrot", root)
+    (clone / "settings").mkdir(exist_ok=True)
+    (clone / "settings/production.yaml").write_text("model: omar's\n")
+    signed_commit(clone, keydir, "omar", "omar", "Settings while still listed")
+    signer(clone, keydir, "omar")
+    tip = git(clone, "commit-tree", "-S", "-p", "HEAD", "-p", audited, "-m", "Merge main",
+              "HEAD^{tree}", env=author_env("omar"))
+    git(clone, "checkout", "-q", "main")
+    git(clone, "reset", "-q", "--hard", tip)
+    result = sl(clone, "audit", "--from", audited)
+    assert result.code == CHECK_FAILED and "does not pass through" in result.out
+    result = sl(clone, "audit", "--from", root, "--json")
+    assert result.code == CHECK_FAILED
+    rules = [v["rule"] for v in json.loads(result.out)["violations"] if v["commit"] == tip]
+    assert any("the author omar@test.example is not a member" in r for r in rules), rules

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 ROLES = ("developer", "qa", "org-admin")
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+# No pattern characters either: git's allowed-signers file (keys allowed-signers) reads
+# "*", "?", "!" and "," in a principal as a pattern list.
+EMAIL_RE = re.compile(r'^[^@\s<>*?!,"]+@[^@\s<>*?!,"]+$')
 DEFAULT_IDENTITY_ENV = (
     "GL_USERNAME", "GITEA_PUSHER_NAME", "GITHUB_USER_LOGIN", "BB_USER_NAME", "GL_USER",
     "REMOTE_USER",

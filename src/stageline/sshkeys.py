@@ -115,6 +115,36 @@ class _Reader:
             raise SignatureError(f"{self.what} has bytes after its end")
 
 
+def _decoded(text: str, what: str) -> bytes:
+    """Base64 as OpenSSH reads it: padded, and the one encoding of its bytes (Python's
+    decoder ignores bits after the last byte, which OpenSSH refuses: a signature changed
+    there would be good here and bad to git)."""
+    if not _BASE64_RE.fullmatch(text) or len(text) % 4:
+        raise SignatureError(f"{what} is not base64")
+    try:
+        blob = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise SignatureError(f"{what} is not base64") from None
+    if base64.b64encode(blob).decode("ascii") != text:
+        raise SignatureError(f"{what} is not base64 as OpenSSH writes it")
+    return blob
+
+
+# Ed25519 public keys of small order (with the sign bit cleared): for each, a signature
+# verifies over any message. Encodings of y >= p are refused separately.
+_SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
+    "00" * 32, "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f"))
+_P25519 = 2 ** 255 - 19
+
+
+def _weak_ed25519(point: bytes) -> bool:
+    y = int.from_bytes(point, "little") & ((1 << 255) - 1)
+    return y >= _P25519 or point[:31] + bytes([point[31] & 0x7F]) in _SMALL_ORDER
+
+
 def _text(value: bytes, what: str) -> str:
     try:
         text = value.decode("ascii")
@@ -135,8 +165,12 @@ def parse_key_blob(blob: bytes) -> str:
         raise SignatureError(f"{key_type[:40]!r} is not a key type stageline reads; use "
                              "ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa")
     if key_type in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
-        if len(reader.string()) != 32:
+        point = reader.string()
+        if len(point) != 32:
             raise SignatureError("an Ed25519 key is 32 bytes")
+        if _weak_ed25519(point):
+            raise SignatureError("this Ed25519 key is one any signature verifies for (a "
+                                 "point of small order), not a real key")
     elif key_type.startswith(("ecdsa-", "sk-ecdsa-")):
         curve = reader.string()
         if key_type.startswith("ecdsa-") and f"ecdsa-sha2-{curve.decode('ascii', 'replace')}" \
@@ -167,12 +201,7 @@ def parse_key(line: str) -> PublicKey:
         raise SignatureError(f"{key_type[:40]!r} is not a key type stageline reads (options "
                              "before the type are not read either); use ssh-ed25519, "
                              "ecdsa-sha2-nistp256/384/521 or ssh-rsa")
-    if not _BASE64_RE.fullmatch(data) or len(data) % 4:
-        raise SignatureError("the key's data is not base64")
-    try:
-        blob = base64.b64decode(data, validate=True)
-    except binascii.Error:
-        raise SignatureError("the key's data is not base64") from None
+    blob = _decoded(data, "the key's data")
     if parse_key_blob(blob) != key_type:
         raise SignatureError("the key's data is of another type than its line says")
     return PublicKey(key_type, blob, parts[2].strip() if len(parts) > 2 else "")
@@ -192,7 +221,7 @@ def parse_armored(armored: bytes) -> Signature:
     body = "".join(lines[1:-1])
     if not _BASE64_RE.fullmatch(body) or len(body) % 4:
         raise SignatureError("the signature's armor does not hold base64")
-    blob = base64.b64decode(body)
+    blob = _decoded(body, "the signature's armor")
     if len(blob) > MAX_SIGNATURE_BYTES:
         raise SignatureError("the signature is too long")
     reader = _Reader(blob, "the signature")

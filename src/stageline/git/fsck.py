@@ -34,6 +34,12 @@ _CANONICAL = {n: re.compile(rb"(?:(?:100644|100755|120000|160000|40000) [^\0]*+\
                             re.DOTALL) for n in (20, 32)}
 _ANY_MODE = {n: re.compile(rb"([0-7]{1,7}) ([^\0]*+)\0(.{%d})" % n, re.DOTALL) for n in (20, 32)}
 _NAMES = {n: re.compile(rb"(4)?0*[0-7]+ ([^\0]*+)\0.{%d}" % n, re.DOTALL) for n in (20, 32)}
+# Encodings git may re-encode a commit from without creating or hiding a line feed:
+# UTF-8, ASCII, and the ASCII-compatible 8-bit sets. UTF-7 ("+AAo-" is a line feed),
+# UTF-16/32, ISO-2022 and EBCDIC would let an extra header hold a second author.
+_ONE_READING = re.compile(rb"(?i)utf-?8|us-ascii|ascii|iso-8859-[0-9]{1,2}|latin-?[0-9]|"
+                          rb"(?:windows|cp)-?125[0-8]")
+MAX_HEADER = 65536  # bytes: a commit's header is a few hundred, a signed merge's a few K
 _IDENT = re.compile(rb"[^<>\n]* <[^<>\n]*> (?:0|[1-9][0-9]{0,17}) [+-][0-9]{4}")
 _SPANS = {n: re.compile(rb"(4)?0*[0-7]+ ([^\0]*+)\0.{%d}" % n, re.DOTALL) for n in (20, 32)}
 
@@ -147,10 +153,13 @@ def _unreadable(data: bytes, raw_len: int) -> str:
 def commit_problem(data: bytes) -> str | None:
     """Why a commit object's header is not one git writes, or None: ``tree``, then its
     ``parent`` lines, one ``author``, one ``committer``, each as fsck checks them, then
-    other headers (``encoding``, ``gpgsig``, ``mergetag``, ...) that repeat none of these."""
-    header, blank, _message = data.partition(b"\n\n")
-    if not blank:
-        return "its header has no end"
+    other headers (``encoding``, ``gpgsig``, ``mergetag``, ...) that repeat none of these;
+    an ``encoding`` git reads the header alike in; at most ``MAX_HEADER`` bytes."""
+    end = data.find(b"\n\n", 0, MAX_HEADER + 2)
+    if end < 0:
+        return "its header has no end" if len(data) <= MAX_HEADER else \
+            f"its header is over {MAX_HEADER // 1024} KiB"
+    header = data[:end]
     if b"\0" in header:
         return "its header holds a NUL byte"
     lines = header.split(b"\n")
@@ -171,6 +180,10 @@ def commit_problem(data: bytes) -> str | None:
     for line in lines[i:]:
         if line.partition(b" ")[0] in (b"tree", b"parent", b"author", b"committer"):
             return f"it has a second or misplaced {line.partition(b' ')[0].decode()} line"
+        if line.startswith(b"encoding ") and not _ONE_READING.fullmatch(line[9:]):
+            return (f"its encoding {_show(line[9:60])} is one git re-encodes the whole commit "
+                    "from, so its header may read two ways (UTF-8 and ASCII-compatible "
+                    "8-bit encodings only)")
     return None
 
 

@@ -23,12 +23,16 @@ class Signed(NamedTuple):
 
 
 def split(data: bytes, hexlen: int) -> Signed:
+    """The payload and signature of a commit (``fsck.commit_problem`` bounds its header:
+    only the header is read line by line, the message is taken whole)."""
     header = HEADERS[hexlen]
     payload: list[bytes] = []
     signature: list[bytes] = []
     in_signature = other_signature = False
     headers = 0
     pos, end = 0, len(data)
+    if b"gpgsig" not in data[:data.find(b"\n\n") + 1 or end]:
+        return Signed(data, None, 0)  # nothing to take out: the commit as it is
     while pos < end:
         newline = data.find(b"\n", pos)
         nxt = end if newline < 0 else newline + 1

@@ -1,13 +1,28 @@
-"""``stageline audit``: every commit from a trusted root to a branch's tip, judged by the
-policy at its first parent, as a verifier who trusts only the root would judge them.
+"""``stageline audit``: every commit from a trusted root to a branch's tip, judged as a
+verifier who trusts only the root would judge them.
 
 The policy at the root is trusted; a commit that changes the policy is judged by the
 one before it (only an org-admin, signed when signing is required, may change it), so
-the policy each later commit is judged by was itself judged: members and keys added or
-removed along the way count from the commit after the one that changed them. Every
-rule of the hook applies but two that only a server can know: who pushed (there is no
-pusher in a history) and release windows (judged by the server's clock at push time).
-A key revoked anywhere along the way, or at the tip, is revoked for the whole history.
+the policy each later commit is judged by was itself judged. Each commit is judged by
+the policy at its first parent, and also:
+
+* a merge, by the policy at each of its other parents (as Guix authenticates
+  merges): a branch that kept an old policy, where a removed member was still an
+  admin, cannot make its merge with the branch that removed them his own;
+* a commit a merge of the branch's first-parent line brings, by the policy of the line
+  at that merge, as the hook judges every commit a push brings by the branch's policy:
+  a side branch started before a key was retired cannot bring that key's commits in.
+
+The root must be on the tip's first-parent chain (a protected branch moves along its
+first parents): audit from the last tip you audited, and a history rewritten since, or
+a "foxtrot" merge that made another line the first parent, is a violation. From the
+history alone, a line kept apart from the root's and merged in first cannot be told from
+one that was always the branch: only the tips you saw can.
+
+Every rule of the hook applies but two that only a server can know: who pushed (there
+is no pusher in a history) and release windows (judged by the server's clock at push
+time). A key revoked anywhere along the way, or at the tip, is revoked for the whole
+history.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from stageline.errors import UsageError
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
 from stageline.layout import DELETED_MODE, POLICY_FILE
+from stageline.policy import Policy
 from stageline.rules import Violation
 from stageline.server import facts, signatures
 from stageline.server.judge import verdict
@@ -27,56 +43,96 @@ from stageline.server.policies import Policies, PolicyAt
 
 def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Violation]]:
     """How many commits were judged, and every violation among them."""
-    if not store.is_ancestor(root, tip):
-        raise UsageError(f"{root[:12]} is not an earlier commit of {branch}; --from takes a "
-                         "commit the branch's history holds.")
+    mainline = store.first_parent_chain(tip, root)
     listed = store.rev_list(["--topo-order", tip, "--not", root])
+    first_parent = {oid: parents[:1] for oid, parents in listed}
+    if mainline and first_parent.get(mainline[-1]) != (root,):
+        if not store.is_ancestor(root, tip):
+            raise UsageError(f"{root[:12]} is not an earlier commit of {branch}; --from takes "
+                             "a commit the branch's history holds.")
+        # The branch did not move through ROOT: rewritten, or a merge put another line
+        # first ("foxtrot"), as no push the hook accepts could.
+        return 0, [Violation(tip, None, f"the first-parent line of {branch} does not pass "
+                             f"through {root[:12]}: its history was rewritten, or a merge "
+                             "made another line its first parent",
+                             "restore the branch to a state that holds ROOT on its "
+                             "first-parent line, and merge with ROOT's line first")]
     commits = store.walk_listed(listed, trees=True)
-    at_parent = _policies_at_parents(store, commits)
+    blobs = _policy_blobs(store, commits)
+    policies = Policies(store)
     bodies: dict[str, bytes] = {}
     malformed = facts.malformed(store, commits, bodies)
     found = facts.gather(store, commits, tip, malformed, f"refs/heads/{branch}")
-    policies = [p.policy for p in at_parent.values() if p.policy is not None]
-    signed = signatures.check(store, signatures.needing(commits, policies), bodies)
+    judges = _judges(commits, set(mainline))
+    read = {blob: policies.blob(blob) if blob else PolicyAt()
+            for blob in {blobs.get(p) for ps in judges.values() for p in ps}}
+    valid = [p.policy for p in read.values() if p.policy is not None]
+    signed = signatures.check(store, signatures.needing(commits, valid), bodies)
     # A key revoked anywhere in the history, or at the tip, is revoked for all of it: its
     # holder's signatures prove nothing, whenever they claim to be made.
-    tip_policy = Policies(store).at(tip).policy
+    tip_policy = policies.at(tip).policy
     revoked = frozenset().union(*(p.signing.revoked for p in
-                                  [*policies, *([tip_policy] if tip_policy else [])]))
-    strict = {id(p): replace(p, signing=replace(p.signing, revoked=p.signing.revoked | revoked))
-              for p in policies}
+                                  [*valid, *([tip_policy] if tip_policy else [])]))
+    strict: dict[int, Policy] = {
+        id(p): replace(p, signing=replace(p.signing, revoked=p.signing.revoked | revoked))
+        for p in valid}
     violations: list[Violation] = []
     for commit, fact in zip(commits, found, strict=True):
-        read = at_parent[commit.oid]
-        if read.policy is None:
-            why = f"it is invalid ({read.problem})" if read.problem else "there is none"
-            violations.append(Violation(commit.oid, POLICY_FILE, "nothing can judge this "
-                                        f"commit: the policy at its first parent is missing "
-                                        f"or invalid ({why})", "audit from a later root"))
-            continue
-        violations += verdict(commit, fact, strict[id(read.policy)], None, signed)
+        if not commit.parents:
+            violations.append(Violation(commit.oid, None, "a second root commit: no policy "
+                                        "before it can judge it", "audit from a later root"))
+        for parent in judges[commit.oid]:
+            at = read[blobs.get(parent)]
+            if at.policy is None:
+                why = f"it is invalid ({at.problem})" if at.problem else "there is none"
+                found_here = [Violation(commit.oid, POLICY_FILE, "nothing can judge this "
+                                        f"commit: the policy at {parent[:12]} is missing or "
+                                        f"invalid ({why})", "audit from a later root")]
+            else:
+                found_here = verdict(commit, fact, strict[id(at.policy)], None, signed)
+            violations += [v for v in found_here if v not in violations]
     return len(commits), violations
 
 
-def _policies_at_parents(store: Store, commits: Sequence[CommitInfo]) -> dict[str, PolicyAt]:
-    """The policy at each commit's first parent, each file parsed once: from the walk's
-    own changes of ``stageline.yaml``, oldest first, and for the commits whose first
-    parent is not in the walk (the root, a merged branch's base) one batch of lookups."""
-    policies = Policies(store)
+def _judges(commits: Sequence[CommitInfo], mainline: set[str]) -> dict[str, list[str]]:
+    """For each commit, the commits whose policy judges it: its parents (the first one's
+    always, a merge's every one), and for a commit a merge of the first-parent line
+    brings, that merge's first parent (the line's state when it came in)."""
+    known = {c.oid: c for c in commits}
+    judges = {c.oid: list(c.parents[:1]) if len(c.parents) < 2 else list(c.parents)
+              for c in commits}
+    seen: set[str] = set()
+    for commit in reversed(commits):  # oldest first: what each mainline merge brings
+        if commit.oid not in mainline:
+            continue
+        seen.add(commit.oid)
+        todo = list(commit.parents[1:])
+        while todo:
+            oid = todo.pop()
+            if oid in seen or oid not in known:
+                continue
+            seen.add(oid)
+            if commit.parents[0] not in judges[oid]:
+                judges[oid].append(commit.parents[0])
+            todo += known[oid].parents
+        if commit.parents:
+            seen.add(commit.parents[0])
+    return judges
+
+
+def _policy_blobs(store: Store, commits: Sequence[CommitInfo]) -> dict[str, str | None]:
+    """The policy file's blob at every commit of the walk and at each of their parents:
+    from the walk's own changes of ``stageline.yaml``, oldest first, and for parents
+    outside the walk (the root, a merged branch's base) one batch of lookups."""
     listed = {c.oid for c in commits}
     blob_at: dict[str, str | None] = {}
-    outside = sorted({c.parents[0] for c in commits if c.parents and c.parents[0] not in listed})
+    outside = sorted({p for c in commits for p in c.parents if p not in listed})
     infos = store.objects_info([f"{p}:{POLICY_FILE}" for p in outside])
     for parent, info in zip(outside, infos, strict=True):
         blob_at[parent] = info[0] if info and info[1] == "blob" else None
-    parsed: dict[str | None, PolicyAt] = {None: PolicyAt()}
-    result: dict[str, PolicyAt] = {}
     for commit in reversed(commits):  # --topo-order reversed: parents first
         base = blob_at.get(commit.parents[0]) if commit.parents else None
-        if base not in parsed:
-            parsed[base] = policies.blob(base) if base else PolicyAt()
-        result[commit.oid] = parsed[base]
         own = next((ch for ch in commit.changes if ch.path == POLICY_FILE), None)
         blob_at[commit.oid] = base if own is None else \
             (None if own.new_mode == DELETED_MODE else own.new_oid)
-    return result
+    return blob_at

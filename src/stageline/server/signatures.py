@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 
 from stageline import signing, sshkeys
+from stageline.git.fsck import commit_problem
 from stageline.git.process import ssh_keygen
 from stageline.git.signature import split
 from stageline.git.store import Store
@@ -46,6 +47,8 @@ def check(store: Store, commits: Sequence[CommitInfo],
 
 
 def of_commit(data: bytes, hexlen: int) -> Checked:
+    if (why := commit_problem(data)) is not None:  # its header bounded, read one way
+        return Checked(None, f"the commit is malformed ({why})")
     signed = split(data, hexlen)
     if signed.signature is None:
         return Checked(None, "it is unsigned")
