@@ -269,3 +269,100 @@ def test_the_output_is_readable_by_others_and_not_a_symbolic_link(clone: Path,
     (tmp_path / "link").symlink_to(out)
     refused = sl(clone, "site", "--out", str(tmp_path / "link"))
     assert refused.code == BLOCKED and "is a symbolic link" in refused.err
+
+
+# -- incremental rebuilds ----------------------------------------------------------------------
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_incremental_build_is_the_full_build(clone: Path, server: Path,
+                                                tmp_path: Path) -> None:
+    """After a promotion only the promoted agent's page is rendered; the other is the
+    previous site's, and the site is byte for byte a full build's. A page edited by hand
+    in the output, or a --history that changes the pages, is rendered again."""
+    assert sl(clone, "agent", "new", "other-bot", actor="alice").code == OK
+    accepted(clone, server, "alice")
+    out = tmp_path / "public"
+    first = sl(clone, "site", "--out", str(out))
+    assert "2 agent page(s) rendered, 0 unchanged" in first.out, first.out
+    other = out / "agents/other-bot/index.html"
+    before = other.read_bytes()
+    ready(clone, server)  # support-bot promoted to staging and marked
+    again = sl(clone, "site", "--out", str(out))
+    assert "1 agent page(s) rendered, 1 unchanged" in again.out, again.out
+    build(clone, tmp_path / "full")
+    assert site_files(out) == site_files(tmp_path / "full")
+    assert other.read_bytes() == before  # not rewritten: the same bytes, taken over
+
+    other.write_text("edited by hand\n")
+    edited = sl(clone, "site", "--out", str(out))
+    assert "1 agent page(s) rendered, 1 unchanged" in edited.out, edited.out
+    assert site_files(out) == site_files(tmp_path / "full")
+    fewer = sl(clone, "site", "--out", str(out), "--history", "1")
+    assert "2 agent page(s) rendered, 0 unchanged" in fewer.out, fewer.out
+
+
+# -- the timeline ------------------------------------------------------------------------------
+
+def timeline_rows(page: Path) -> list[list[str]]:
+    """The timeline table's rows as text: the version, then each environment's cell."""
+    class Rows(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.inside = False
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "table":
+                self.inside = ("class", "timeline") in attrs
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag in ("th", "td"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("th", "td") and self.cell is not None:
+                self.rows[-1].append(" ".join("".join(self.cell).split()))
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.rows
+
+
+def test_the_timeline_shows_each_version_where_it_was_and_rollbacks_as_rollbacks(
+        released: Released, tmp_path: Path) -> None:
+    clone, server = released.clone, released.server
+    assert sl(clone, "rollback", "support-bot", actor="olga").code == OK
+    accepted(clone, server, "olga")
+    out = tmp_path / "public"
+    build(clone, out)
+    page = out / "agents/support-bot/index.html"
+    header, *rows = timeline_rows(page)
+    assert header == ["Version", "Development", "Staging", "Production"]
+    tree = {v: git(clone, "rev-parse", f"{commit}:environments/production/support-bot")[:7]
+            for v, commit in zip(("v1", "v2", "v3"), released.versions, strict=True)}
+    by_tree = {row[0]: row[1:] for row in rows}
+    assert [row[0] for row in rows][:3] == [tree["v3"], tree["v2"], tree["v1"]]
+    dev, staging, production = by_tree[tree["v2"]]
+    assert "(now)" not in dev and "promote" in staging and "by olga" in production
+    # v2 went to production by a promotion, and came back by the rollback: now there.
+    assert production.index("promote") < production.index("↩ rolled back to this")
+    assert production.endswith("(now)")
+    # v3 was rolled back from; it is still in development and staging.
+    dev, staging, production = by_tree[tree["v3"]]
+    assert "↩ rolled back from this" in production and "(now)" not in production
+    assert dev.endswith("(now)") and staging.endswith("(now)")
+    for tag, attrs in tags(page):
+        if tag == "th" and attrs.get("scope") is None:
+            raise AssertionError("a header cell without a scope")

@@ -84,7 +84,34 @@ def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> li
     return [_version(ws, commit, env, tree) for commit, tree in zip(commits, trees, strict=True)]
 
 
-def histories(ws: Workspace, limit: int | None = None) -> dict[tuple[str, str], list[Version]]:
+@dataclass(frozen=True)
+class Walked:
+    """The branch's first-parent chain (newest first) and, for each of its commits, what
+    ``histories`` needs: the agent directories its first-parent diff touched, each as
+    ``[env, agent, tree or None, whether a directory changed]``, and the commit's fields."""
+
+    chain: list[str]
+    records: dict[str, dict[str, Any]]
+
+    def last_changes(self) -> dict[tuple[str, str], str]:
+        """For each ``(env, agent)`` directory, the newest commit that changed it: what
+        ``inventory.collect`` finds with a walk of its own
+        (``tests/test_inventory.py`` holds the two to each other)."""
+        found: dict[tuple[str, str], str] = {}
+        for oid in self.chain:
+            for env, agent, _tree, directory in self.records[oid]["d"]:
+                if directory:
+                    found.setdefault((env, agent), oid)
+        return found
+
+
+def walk_directories(ws: Workspace) -> Walked:
+    chain = ws.store.first_parent_chain(ws.head)
+    return Walked(chain, _directory_changes(ws, chain))
+
+
+def histories(ws: Workspace, limit: int | None = None,
+              walked: Walked | None = None) -> dict[tuple[str, str], list[Version]]:
     """``history`` of every agent in every environment at once, by ``(env, agent)``: one
     walk of the branch's first parents diffed under environments/ (with the directories
     git's diff names), instead of a walk per agent and environment. A commit is a version
@@ -93,16 +120,15 @@ def histories(ws: Workspace, limit: int | None = None) -> dict[tuple[str, str], 
 
     What a commit changed against its first parent never changes: each commit's
     directories and fields are kept in a cache in the git directory (as the audit log's),
-    so a later run diffs only the commits that came since. The actor is worked out at
-    each run, as the policy may change."""
+    so a later run diffs only the commits that came since (``walked``: that walk, done
+    already). The actor is worked out at each run, as the policy may change."""
     if limit is not None and limit < 1:
         raise UsageError("--history takes a positive number.")
-    chain = ws.store.first_parent_chain(ws.head)
-    known = _directory_changes(ws, chain)
+    walked = walked or walk_directories(ws)
     found: dict[tuple[str, str], list[tuple[str, dict[str, Any], str | None]]] = {}
-    for oid in chain:  # newest first
-        record = known[oid]
-        for env, agent, tree in record["d"]:
+    for oid in walked.chain:  # newest first
+        record = walked.records[oid]
+        for env, agent, tree, _directory in record["d"]:
             listed = found.setdefault((env, agent), [])
             if limit is None or len(listed) < limit:
                 listed.append((oid, record, tree))
@@ -145,24 +171,27 @@ def _directory_changes(ws: Workspace, chain: list[str]) -> dict[str, dict[str, A
 
 
 def _directory_record(commit: CommitInfo) -> dict[str, Any]:
-    trees: dict[tuple[str, str], str | None] = {}
+    trees: dict[tuple[str, str], tuple[str | None, bool]] = {}
     for ch in commit.changes:
         parts = ch.path.split("/")
         if len(parts) == AGENT_DEPTH + 1 and parts[0] == ENV_ROOT and parts[1] in ENVIRONMENTS:
             # A directory that became a file shows as a deleted tree beside an added file.
-            found = ch.new_oid if ch.new_mode == TREE_MODE else None
-            trees[(parts[1], parts[2])] = trees.get((parts[1], parts[2])) or found
+            tree, directory = trees.get((parts[1], parts[2]), (None, False))
+            trees[(parts[1], parts[2])] = (
+                tree or (ch.new_oid if ch.new_mode == TREE_MODE else None),
+                directory or TREE_MODE in (ch.old_mode, ch.new_mode))
     return {"t": iso_time(commit), "e": commit.author_email, "m": len(commit.parents) > 1,
             "k": commit.trailers.get(rules.ACTOR_TRAILER),
             "a": commit.trailers.get(rules.ACTION_TRAILER, ""),
             "o": commit.trailers.get(trailers.OVERRIDE, ""),
-            "d": [[env, agent, tree] for (env, agent), tree in sorted(trees.items())]}
+            "d": [[env, agent, tree, directory]
+                  for (env, agent), (tree, directory) in sorted(trees.items())]}
 
 
 def _is_directory_record(record: Any) -> bool:
     return isinstance(record, dict) and {"t", "e", "m", "k", "a", "o", "d"} <= set(record) \
         and isinstance(record["d"], list) and all(
-            isinstance(d, list) and len(d) == 3 and d[0] in ENVIRONMENTS for d in record["d"])
+            isinstance(d, list) and len(d) == 4 and d[0] in ENVIRONMENTS for d in record["d"])
 
 
 def _version(ws: Workspace, commit: CommitInfo, env: str, tree: str | None) -> Version:

@@ -217,4 +217,5 @@ def site(g: Globals, out: str | None, rev: str | None, history: int, serve: bool
     with Store.open(g.repo) as store:
         built = build(store, Path(out), rev, history)
     click.echo(f"wrote the site of {short_ref(built.ref)} {built.commit[:12]} to {built.out}: "
-               f"{built.pages} pages, {built.agents} agent(s).")
+               f"{built.pages} pages, {built.agents} agent(s); {built.rendered} agent page(s) "
+               f"rendered, {built.agents - built.rendered} unchanged.")

@@ -10,7 +10,8 @@ written by an attacker: the templates are Jinja2 with autoescape on and undefine
 an error, nothing is marked safe, no page has a script, and each carries a strict
 Content-Security-Policy. Jinja2 is imported here only, so no other command pays for it.
 The same commit gives the same bytes; the site is built in a temporary directory and
-then put in place of the old one.
+then put in place of the old one. Agent pages whose inputs did not change are taken over
+from the previous site rather than rendered again (``manifest``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from stageline.git.objects import short_ref
 from stageline.git.store import Store
 from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir, is_agent_name
 from stageline.policy import parse_policy
+from stageline.site import manifest
+from stageline.site.manifest import MARKER
 from stageline.workspace import Workspace
 from stageline.yamlsafe import visible
 
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'")
-MARKER = ".stageline-site"  # in an output directory: a site stageline wrote, safe to replace
 HISTORY = 50  # versions per environment on an agent page
 
 
@@ -46,6 +48,7 @@ class Site:
     commit: str
     agents: int
     pages: int
+    rendered: int  # agent pages rendered; the others were the previous site's, unchanged
 
 
 def open_at(store: Store, rev: str | None) -> Workspace:
@@ -72,7 +75,7 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
         raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
                       "new directory.")
     ws = open_at(store, rev)
-    pages = _pages(ws, history)
+    pages, rendered = _pages(ws, history, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     temp.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server's user
@@ -85,7 +88,8 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     agents = sum(1 for p in pages if p.startswith("agents/"))
-    return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")))
+    return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")),
+                rendered)
 
 
 def serve(store: Store, rev: str | None, history: int, port: int,
@@ -143,14 +147,17 @@ def _swap(temp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
-    """Every file of the site, by path: rendered in memory, then written at once."""
+def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], int]:
+    """Every file of the site, by path: rendered in memory (an agent page whose key is
+    the previous site's taken from ``out``), then written at once; and how many agent
+    pages were rendered."""
     import jinja2
 
     from stageline import remote
     from stageline.diffing import compare, line_kind, render
-    from stageline.history import audit_log, histories
+    from stageline.history import audit_log, histories, walk_directories
     from stageline.inventory import collect
+    from stageline.site.timeline import timeline
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("stageline.site", "templates"),
@@ -162,17 +169,21 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    statuses = collect(ws)
+    # One walk of the branch (cached per commit) for every agent's history and status.
+    walked = walk_directories(ws)
+    statuses = collect(ws, last_changes=walked.last_changes())
     subjects = _subjects(ws, [last.commit for s in statuses for e in ENVIRONMENTS
                               if (last := s.last[e]) is not None])
     push_log = ws.store.git_dir / PUSH_LOG  # as 'log' reads it: the server's, if here
     events = audit_log(ws, push_log=push_log if push_log.exists() else None)
-    generated = _generated()
+    # An agent page names neither the commit nor the build time (the board does): it is
+    # then the same bytes while its agent does not change, and need not be rewritten.
     common = {"organization": ws.policy.organization, "branch": short_ref(ws.ref),
-              "commit": ws.head, "generated": generated, "csp": CSP}
+              "csp": CSP}
+    tip = {"commit": ws.head, "generated": _generated()}
     rows = [_row(s, subjects) for s in statuses]
-    every = histories(ws, history)
-    listings = _listings(ws, statuses)
+    every = histories(ws, history, walked)
+    position = {oid: i for i, oid in enumerate(walked.chain)}
     pages: dict[str, bytes] = {}
 
     def page(path: str, template: str, **values: Any) -> None:
@@ -187,10 +198,28 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
              ("ship.html", "For org-admins: ready to ship",
               [r for r in rows if r["ready"] and not r["production_equals_staging"]])]
     for path, title, shown in views:
-        page(path, "board.html", title=title, rows=shown, views=views, current=path)
+        page(path, "board.html", title=title, rows=shown, views=views, current=path, **tip)
+    previous = manifest.read(out) if out.is_dir() else {}
+    entries: dict[str, manifest.Entry] = {}
+    stale = []  # agent pages to render: (status, path, values)
     for s, row in zip(statuses, rows, strict=True):
         if not row["link"]:
             continue  # a name no agent may have (".." from a hand-made tree): no page
+        path = f"agents/{s.name}/index.html"
+        versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
+        values = {"row": row, "versions": versions, "history": history,
+                  "timeline": timeline(versions, position), "commit": None, "generated": None}
+        # The diffs are left out of the key: the trees in the row determine them.
+        wanted = manifest.key({**common, **values})
+        kept = manifest.previous_page(out, path, previous.get(path), wanted)
+        if kept is None:
+            stale.append((s, path, values))
+        else:
+            pages[path] = kept
+        entries[path] = (wanted, "")
+    # Every agent's files in one listing for a full build; for a few, each tree its own.
+    listings = _listings(ws, statuses) if len(stale) * 2 > len(statuses) else None
+    for s, path, values in stale:
         diffs = []
         # What each promotion would bring: the target's version against the source's.
         for source, target in (("development", "staging"), ("staging", "production")):
@@ -199,10 +228,10 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
             lines = render(compare(ws, s.name, target, source, listings))
             diffs.append({"title": f"What promoting {source} to {target} would change",
                           "lines": [{"kind": line_kind(ln), "text": ln} for ln in lines]})
-        versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
-        page(f"agents/{s.name}/index.html", "agent.html", row=row, versions=versions,
-             diffs=diffs, history=history)
-    page("log.html", "log.html", events=[e.to_json() for e in events])
+        page(path, "agent.html", diffs=diffs, **values)
+    for path, (wanted, _) in entries.items():
+        entries[path] = (wanted, manifest.digest(pages[path]))
+    page("log.html", "log.html", events=[e.to_json() for e in events], **tip)
     status = {"branch": remote.standing(ws).to_json(),
               "agents": [s.to_json() for s in statuses]}
     pages["data/status.json"] = (json.dumps(status, separators=(",", ":")) + "\n").encode()
@@ -211,8 +240,8 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     from importlib.resources import files
 
     pages["static/site.css"] = files("stageline.site").joinpath("static/site.css").read_bytes()
-    pages[MARKER] = b"a site written by 'stageline site'; it is replaced whole by the next\n"
-    return pages
+    pages[MARKER] = manifest.text(entries)
+    return pages, len(stale)
 
 
 def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, tuple[str, str]]]:
