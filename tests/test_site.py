@@ -111,9 +111,16 @@ def test_hostile_content_is_text(clone: Path, server: Path, tmp_path: Path) -> N
     agent = out / "agents/support-bot/index.html"
     assert "&lt;script&gt;" in agent.read_text()
     for page in out.rglob("*.html"):
+        text = page.read_text()
         for tag, attrs in tags(page):
-            assert tag not in ("script", "img", "iframe", "object"), (page, tag)
+            if tag == "script":  # the site's own filter on the boards, by src: nothing inline
+                root = "../" * (len(page.relative_to(out).parts) - 1)
+                assert attrs == {"src": f"{root}static/board.js", "defer": None}, (page, attrs)
+                assert f'<script src="{root}static/board.js" defer></script>' in text
+                continue
+            assert tag not in ("img", "iframe", "object"), (page, tag)
             assert not any(name.startswith("on") for name in attrs), (page, tag, attrs)
+        assert text.count("<script") == text.count("static/board.js\" defer></script>")
 
 
 def test_a_directory_of_other_files_is_refused_and_a_site_is_replaced(
@@ -136,11 +143,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def chromium(*args: str) -> str:
+    """What Chromium prints; no page may have logged to the console (a Content Security
+    Policy violation, an error of the board's script, anything a page's script says)."""
     assert CHROMIUM is not None
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                           "--allow-file-access-from-files", *args],
-                          capture_output=True, text=True, timeout=120)
+                           "--allow-file-access-from-files", "--enable-logging=stderr",
+                           "--v=0", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    console = [line for line in proc.stderr.split("\n") if ":CONSOLE" in line]
+    assert not console, console
     return proc.stdout
 
 
@@ -151,10 +162,12 @@ def test_in_chromium_the_board_shows_and_nothing_from_the_repository_runs(
     hostile_org(clone, server)
     out = tmp_path / "public"
     build(clone, out)
-    for page in ("index.html", "agents/support-bot/index.html", "log.html"):
+    for page in ("index.html", "ship.html", "agents/support-bot/index.html", "log.html"):
         dom = chromium("--virtual-time-budget=2000", "--dump-dom", (out / page).as_uri())
         assert "support-bot" in dom
         assert "data-pwned=\"1\"" not in dom and "<title>pwned" not in dom, page
+        # The board's own script ran (the policy allows it) and nothing else did.
+        assert ('id="agent-filter"' in dom) == (page in ("index.html", "ship.html")), page
     shot = tmp_path / "board.png"
     chromium("--window-size=1280,800", f"--screenshot={shot}", (out / "index.html").as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -366,3 +379,25 @@ def test_the_timeline_shows_each_version_where_it_was_and_rollbacks_as_rollbacks
     for tag, attrs in tags(page):
         if tag == "th" and attrs.get("scope") is None:
             raise AssertionError("a header cell without a scope")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs "
+                                              "Debian's chromium)")
+def test_in_chromium_the_board_filters_in_place(clone: Path, server: Path,
+                                                tmp_path: Path) -> None:
+    """board.js: index.html#ship shows the rows of ship.html and hides the others; the
+    page without the script (qa.html, ship.html) is the same view."""
+    assert sl(clone, "agent", "new", "other-bot", actor="alice").code == OK
+    accepted(clone, server, "alice")
+    ready(clone, server)  # support-bot: ready to ship; other-bot: only in development
+    out = tmp_path / "public"
+    build(clone, out)
+    assert "other-bot" not in (out / "ship.html").read_text()
+    dom = chromium("--virtual-time-budget=2000", "--dump-dom",
+                   (out / "index.html").as_uri() + "#ship")
+    rows = {name: row for row in dom.split("<tr")[1:]
+            for name in ("support-bot", "other-bot") if f">{name}</a>" in row}
+    assert "hidden" in rows["other-bot"].split(">")[0]
+    assert "hidden" not in rows["support-bot"].split(">")[0]
+    assert "<h1>For org-admins: ready to ship</h1>" in dom
+    assert "1 of 2 shown" in dom

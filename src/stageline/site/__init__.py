@@ -191,14 +191,19 @@ def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], in
         text = env.get_template(template).render(root=root, **common, **values)
         pages[path] = text.encode("utf-8")
 
-    views = [("index.html", "All agents", rows),
+    views = [("index.html", "All agents", rows, "all"),
              ("qa.html", "For QA: in staging, not yet ready",
               [r for r in rows if r["trees"]["staging"] and not r["ready"]
-               and r["trees"]["staging"] != r["trees"]["production"]]),
+               and r["trees"]["staging"] != r["trees"]["production"]], "qa"),
              ("ship.html", "For org-admins: ready to ship",
-              [r for r in rows if r["ready"] and not r["production_equals_staging"]])]
-    for path, title, shown in views:
-        page(path, "board.html", title=title, rows=shown, views=views, current=path, **tip)
+              [r for r in rows if r["ready"] and not r["production_equals_staging"]], "ship")]
+    # Which views each row is in, for static/board.js to filter the board in place.
+    member = {name: {id(r) for r in shown} for _path, _title, shown, name in views}
+    board = {id(r): {**r, "views": [v for v in ("qa", "ship") if id(r) in member[v]]}
+             for r in rows}
+    for path, title, shown, _name in views:
+        page(path, "board.html", title=title, rows=[board[id(r)] for r in shown],
+             views=views, current=path, **tip)
     previous = manifest.read(out) if out.is_dir() else {}
     entries: dict[str, manifest.Entry] = {}
     stale = []  # agent pages to render: (status, path, values)
@@ -239,7 +244,8 @@ def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], in
     pages["data/log.jsonl"] = "".join(encode(e.to_json()) + "\n" for e in events).encode()
     from importlib.resources import files
 
-    pages["static/site.css"] = files("stageline.site").joinpath("static/site.css").read_bytes()
+    for name in ("site.css", "board.js"):
+        pages[f"static/{name}"] = files("stageline.site").joinpath(f"static/{name}").read_bytes()
     pages[MARKER] = manifest.text(entries)
     return pages, len(stale)
 
