@@ -272,6 +272,11 @@ def test_an_agent_gone_from_staging_but_in_production_is_not_in_step(
     build(clone, tmp_path / "public")
     board = (tmp_path / "public/index.html").read_text()
     assert "gone from staging, still in production" in board and "In step." not in board
+    # The timeline says where it was taken out, in a row of its own.
+    gone = {row[0]: row[1:] for row in timeline_rows(
+        tmp_path / "public/agents/support-bot/index.html")}["not there"]
+    assert gone[0].startswith("taken out") and gone[1].startswith("taken out")
+    assert gone[2] == "—"
 
 
 def test_the_output_is_readable_by_others_and_not_a_symbolic_link(clone: Path,

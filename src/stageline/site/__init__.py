@@ -7,7 +7,8 @@ org-admins), ``agents/<agent>/index.html``, ``log.html``, ``data/status.json`` (
 
 Every string on a page comes from the repository, which the threat model treats as
 written by an attacker: the templates are Jinja2 with autoescape on and undefined names
-an error, nothing is marked safe, no page has a script, and each carries a strict
+an error, nothing is marked safe, no page has a script but the site's own
+``static/board.js`` (by ``src``, nothing inline), and each carries a strict
 Content-Security-Policy. Jinja2 is imported here only, so no other command pays for it.
 The same commit gives the same bytes; the site is built in a temporary directory and
 then put in place of the old one. Agent pages whose inputs did not change are taken over
@@ -205,23 +206,24 @@ def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], in
         page(path, "board.html", title=title, rows=[board[id(r)] for r in shown],
              views=views, current=path, **tip)
     previous = manifest.read(out) if out.is_dir() else {}
-    entries: dict[str, manifest.Entry] = {}
+    keys: dict[str, str] = {}
     stale = []  # agent pages to render: (status, path, values)
     for s, row in zip(statuses, rows, strict=True):
         if not row["link"]:
             continue  # a name no agent may have (".." from a hand-made tree): no page
         path = f"agents/{s.name}/index.html"
         versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
-        values = {"row": row, "versions": versions, "history": history,
-                  "timeline": timeline(versions, position), "commit": None, "generated": None}
-        # The diffs are left out of the key: the trees in the row determine them.
-        wanted = manifest.key({**common, **values})
-        kept = manifest.previous_page(out, path, previous.get(path), wanted)
+        values: dict[str, Any] = {"row": row, "versions": versions, "history": history,
+                                  "commit": None, "generated": None}
+        # Left out of the key as they follow from what is in it: the diffs (from the
+        # trees in the row) and the timeline (from the versions: commits keep their
+        # order on the first-parent chain whatever its tip).
+        keys[path] = manifest.key({**common, **values})
+        kept = manifest.previous_page(out, path, previous.get(path), keys[path])
         if kept is None:
             stale.append((s, path, values))
         else:
             pages[path] = kept
-        entries[path] = (wanted, "")
     # Every agent's files in one listing for a full build; for a few, each tree its own.
     listings = _listings(ws, statuses) if len(stale) * 2 > len(statuses) else None
     for s, path, values in stale:
@@ -233,9 +235,9 @@ def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], in
             lines = render(compare(ws, s.name, target, source, listings))
             diffs.append({"title": f"What promoting {source} to {target} would change",
                           "lines": [{"kind": line_kind(ln), "text": ln} for ln in lines]})
-        page(path, "agent.html", diffs=diffs, **values)
-    for path, (wanted, _) in entries.items():
-        entries[path] = (wanted, manifest.digest(pages[path]))
+        page(path, "agent.html", diffs=diffs,
+             timeline=timeline(values["versions"], position), **values)
+    entries = {path: (key, manifest.digest(pages[path])) for path, key in keys.items()}
     page("log.html", "log.html", events=[e.to_json() for e in events], **tip)
     status = {"branch": remote.standing(ws).to_json(),
               "agents": [s.to_json() for s in statuses]}
