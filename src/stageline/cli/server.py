@@ -190,8 +190,9 @@ def guard(g: Globals) -> None:
 def site(g: Globals, out: str | None, rev: str | None, history: int, serve: bool,
          port: int) -> None:
     """Write a static site of the organization: the board of every agent's environments,
-    a page per agent (history, diffs), the audit log. Open DIR/index.html, or publish DIR
-    privately: it shows every prompt.
+    a page per agent (timeline, diffs, history), the audit log. Open DIR/index.html, or
+    publish DIR privately: it shows every prompt. Over a site written before, only the
+    agent pages whose inputs changed are rendered again.
 
     \b
     Examples:
