@@ -1,4 +1,4 @@
-"""Time ``history``, ``log`` and ``site`` on a branch of 10,000 commits.
+"""Time ``history`` and ``log`` on a branch of 10,000 commits (bench/site.py times ``site``).
 
     python bench/history.py [--agents 1000] [--commits 10000] [--runs 3]
 
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             ("log (whole organization, cached)", ["log", "--format", "jsonl"], False),
             ("log --agent agent-00000", ["log", "--agent", "agent-00000", "--format", "jsonl"],
              False),
-            ("site (whole organization, full build)", ["site", "--out", f"{tmp}/site"], False),
         ]]
     print(f"{args.commits:,} commits, {args.agents:,} agents × {args.files} files; "
           f"{os.cpu_count()} cores; median of {args.runs} runs, interpreter start included\n")

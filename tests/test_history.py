@@ -86,21 +86,36 @@ def test_all_histories_at_once_are_each_agents_history(org: Path) -> None:
     """``histories`` (one walk, for the site) against ``history`` (a walk per agent and
     environment), on a branchy history with a second agent and one taken out of
     production, with and without a limit."""
-    from stageline.history import histories, history
+    from stageline.history import Version, histories, history
     from stageline.workspace import open_workspace
+
+    def git_dir(repo: Path) -> Path:
+        return repo / git(repo, "rev-parse", "--git-dir").strip()
 
     _branchy_history(org, 7)
     assert sl(org, "agent", "new", "other-bot", actor="alice").code == OK
     git(org, "rm", "-r", "-q", PRD)
     commit_all(org, "olga", "Take support-bot out of production")
-    ws = open_workspace(str(org))
-    for limit in (None, 2):
-        every = histories(ws, limit)
-        for agent in ("support-bot", "other-bot"):
-            for env in ("development", "staging", "production"):
-                assert every.get((env, agent), []) == history(ws, agent, env, limit), \
-                    (agent, env, limit)
-    assert every[("production", "support-bot")][0].tree is None  # taken out: a version
+    cache = git_dir(org) / "stageline-history-cache.jsonl"
+
+    def check() -> dict[tuple[str, str], list[Version]]:
+        ws = open_workspace(str(org))
+        for limit in (None, 2):
+            every = histories(ws, limit)
+            for agent in ("support-bot", "other-bot"):
+                for env in ("development", "staging", "production"):
+                    assert every.get((env, agent), []) == history(ws, agent, env, limit), \
+                        (agent, env, limit)
+        return every
+
+    first = check()  # the cache written
+    assert first[("production", "support-bot")][0].tree is None  # taken out: a version
+    assert cache.exists() and check() == first  # from the cache alone
+    release(org, "v8\n")  # the cache lacks the commits since
+    check()
+    with cache.open("a") as fh:  # a line cut short by a crash is diffed again
+        fh.write('{"c": "0123')
+    check()
 
 
 def test_diff_between_environments(staged_org: Path) -> None:

@@ -164,3 +164,32 @@ def test_marks_of_a_member_no_longer_in_qa_are_not_shown_as_counting(ready_org: 
     commit_all(ready_org, "olga", "rita moves to development")
     shown = json.loads(sl(ready_org, "status", "--json").out)["agents"][0]
     assert shown["approvals"]["by"] == ["quinn"] and shown["approvals"]["marks"] == 1
+
+
+def test_last_changes_from_the_sites_walk_are_collects_own(tmp_path: Path) -> None:
+    """The site takes each directory's last change from the walk its histories use
+    (cached per commit) instead of collect's own walk: the statuses are the same, also
+    with a file where an agent directory would be and a second, partly cached run."""
+    from stageline.history import walk_directories
+    from stageline.workspace import open_workspace
+
+    repo = tmp_path / "org"
+    long_history(repo)
+
+    def check() -> None:
+        ws = open_workspace(str(repo))
+        walked = walk_directories(ws)
+        assert inventory.collect(ws, last_changes=walked.last_changes()) == \
+            inventory.collect(ws)
+
+    check()
+    git(repo, "reset", "-q", "--hard")  # fast-import wrote no working tree
+    (repo / "environments/staging/agent-40").write_text("a file, not an agent\n")
+    commit_all(repo, "alice", "A file shaped like an agent")
+    (repo / "environments/staging/agent-40").write_text("changed\n")
+    (repo / "environments/development/agent-40").mkdir(parents=True)
+    (repo / "environments/development/agent-40/agent.yaml").write_text("name: agent-40\n")
+    commit_all(repo, "alice", "The file changed; agent-40 in development")
+    git(repo, "rm", "-q", "-r", "environments/development/agent-02")
+    commit_all(repo, "alice", "agent-02 leaves development")
+    check()

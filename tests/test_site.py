@@ -111,9 +111,16 @@ def test_hostile_content_is_text(clone: Path, server: Path, tmp_path: Path) -> N
     agent = out / "agents/support-bot/index.html"
     assert "&lt;script&gt;" in agent.read_text()
     for page in out.rglob("*.html"):
+        text = page.read_text()
         for tag, attrs in tags(page):
-            assert tag not in ("script", "img", "iframe", "object"), (page, tag)
+            if tag == "script":  # the site's own filter on the boards, by src: nothing inline
+                root = "../" * (len(page.relative_to(out).parts) - 1)
+                assert attrs == {"src": f"{root}static/board.js", "defer": None}, (page, attrs)
+                assert f'<script src="{root}static/board.js" defer></script>' in text
+                continue
+            assert tag not in ("img", "iframe", "object"), (page, tag)
             assert not any(name.startswith("on") for name in attrs), (page, tag, attrs)
+        assert text.count("<script") == text.count("static/board.js\" defer></script>")
 
 
 def test_a_directory_of_other_files_is_refused_and_a_site_is_replaced(
@@ -136,11 +143,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def chromium(*args: str) -> str:
+    """What Chromium prints; no page may have logged to the console (a Content Security
+    Policy violation, an error of the board's script, anything a page's script says)."""
     assert CHROMIUM is not None
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                           "--allow-file-access-from-files", *args],
-                          capture_output=True, text=True, timeout=120)
+                           "--allow-file-access-from-files", "--enable-logging=stderr",
+                           "--v=0", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    console = [line for line in proc.stderr.split("\n") if ":CONSOLE" in line]
+    assert not console, console
     return proc.stdout
 
 
@@ -151,10 +162,12 @@ def test_in_chromium_the_board_shows_and_nothing_from_the_repository_runs(
     hostile_org(clone, server)
     out = tmp_path / "public"
     build(clone, out)
-    for page in ("index.html", "agents/support-bot/index.html", "log.html"):
+    for page in ("index.html", "ship.html", "agents/support-bot/index.html", "log.html"):
         dom = chromium("--virtual-time-budget=2000", "--dump-dom", (out / page).as_uri())
         assert "support-bot" in dom
         assert "data-pwned=\"1\"" not in dom and "<title>pwned" not in dom, page
+        # The board's own script ran (the policy allows it) and nothing else did.
+        assert ('id="agent-filter"' in dom) == (page in ("index.html", "ship.html")), page
     shot = tmp_path / "board.png"
     chromium("--window-size=1280,800", f"--screenshot={shot}", (out / "index.html").as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -259,6 +272,11 @@ def test_an_agent_gone_from_staging_but_in_production_is_not_in_step(
     build(clone, tmp_path / "public")
     board = (tmp_path / "public/index.html").read_text()
     assert "gone from staging, still in production" in board and "In step." not in board
+    # The timeline says where it was taken out, in a row of its own.
+    gone = {row[0]: row[1:] for row in timeline_rows(
+        tmp_path / "public/agents/support-bot/index.html")}["not there"]
+    assert gone[0].startswith("taken out") and gone[1].startswith("taken out")
+    assert gone[2] == "—"
 
 
 def test_the_output_is_readable_by_others_and_not_a_symbolic_link(clone: Path,
@@ -269,3 +287,122 @@ def test_the_output_is_readable_by_others_and_not_a_symbolic_link(clone: Path,
     (tmp_path / "link").symlink_to(out)
     refused = sl(clone, "site", "--out", str(tmp_path / "link"))
     assert refused.code == BLOCKED and "is a symbolic link" in refused.err
+
+
+# -- incremental rebuilds ----------------------------------------------------------------------
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_incremental_build_is_the_full_build(clone: Path, server: Path,
+                                                tmp_path: Path) -> None:
+    """After a promotion only the promoted agent's page is rendered; the other is the
+    previous site's, and the site is byte for byte a full build's. A page edited by hand
+    in the output, or a --history that changes the pages, is rendered again."""
+    assert sl(clone, "agent", "new", "other-bot", actor="alice").code == OK
+    accepted(clone, server, "alice")
+    out = tmp_path / "public"
+    first = sl(clone, "site", "--out", str(out))
+    assert "2 agent page(s) rendered, 0 unchanged" in first.out, first.out
+    other = out / "agents/other-bot/index.html"
+    before = other.read_bytes()
+    ready(clone, server)  # support-bot promoted to staging and marked
+    again = sl(clone, "site", "--out", str(out))
+    assert "1 agent page(s) rendered, 1 unchanged" in again.out, again.out
+    build(clone, tmp_path / "full")
+    assert site_files(out) == site_files(tmp_path / "full")
+    assert other.read_bytes() == before  # not rewritten: the same bytes, taken over
+
+    other.write_text("edited by hand\n")
+    edited = sl(clone, "site", "--out", str(out))
+    assert "1 agent page(s) rendered, 1 unchanged" in edited.out, edited.out
+    assert site_files(out) == site_files(tmp_path / "full")
+    fewer = sl(clone, "site", "--out", str(out), "--history", "1")
+    assert "2 agent page(s) rendered, 0 unchanged" in fewer.out, fewer.out
+
+
+# -- the timeline ------------------------------------------------------------------------------
+
+def timeline_rows(page: Path) -> list[list[str]]:
+    """The timeline table's rows as text: the version, then each environment's cell."""
+    class Rows(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.inside = False
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "table":
+                self.inside = ("class", "timeline") in attrs
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag in ("th", "td"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("th", "td") and self.cell is not None:
+                self.rows[-1].append(" ".join("".join(self.cell).split()))
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.rows
+
+
+def test_the_timeline_shows_each_version_where_it_was_and_rollbacks_as_rollbacks(
+        released: Released, tmp_path: Path) -> None:
+    clone, server = released.clone, released.server
+    assert sl(clone, "rollback", "support-bot", actor="olga").code == OK
+    accepted(clone, server, "olga")
+    out = tmp_path / "public"
+    build(clone, out)
+    page = out / "agents/support-bot/index.html"
+    header, *rows = timeline_rows(page)
+    assert header == ["Version", "Development", "Staging", "Production"]
+    tree = {v: git(clone, "rev-parse", f"{commit}:environments/production/support-bot")[:7]
+            for v, commit in zip(("v1", "v2", "v3"), released.versions, strict=True)}
+    by_tree = {row[0]: row[1:] for row in rows}
+    assert [row[0] for row in rows][:3] == [tree["v3"], tree["v2"], tree["v1"]]
+    dev, staging, production = by_tree[tree["v2"]]
+    assert "(now)" not in dev and "promote" in staging and "by olga" in production
+    # v2 went to production by a promotion, and came back by the rollback: now there.
+    assert production.index("promote") < production.index("↩ rolled back to this")
+    assert production.endswith("(now)")
+    # v3 was rolled back from; it is still in development and staging.
+    dev, staging, production = by_tree[tree["v3"]]
+    assert "↩ rolled back from this" in production and "(now)" not in production
+    assert dev.endswith("(now)") and staging.endswith("(now)")
+    for tag, attrs in tags(page):
+        if tag == "th" and attrs.get("scope") is None:
+            raise AssertionError("a header cell without a scope")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs "
+                                              "Debian's chromium)")
+def test_in_chromium_the_board_filters_in_place(clone: Path, server: Path,
+                                                tmp_path: Path) -> None:
+    """board.js: index.html#ship shows the rows of ship.html and hides the others; the
+    page without the script (qa.html, ship.html) is the same view."""
+    assert sl(clone, "agent", "new", "other-bot", actor="alice").code == OK
+    accepted(clone, server, "alice")
+    ready(clone, server)  # support-bot: ready to ship; other-bot: only in development
+    out = tmp_path / "public"
+    build(clone, out)
+    assert "other-bot" not in (out / "ship.html").read_text()
+    dom = chromium("--virtual-time-budget=2000", "--dump-dom",
+                   (out / "index.html").as_uri() + "#ship")
+    rows = {name: row for row in dom.split("<tr")[1:]
+            for name in ("support-bot", "other-bot") if f">{name}</a>" in row}
+    assert "hidden" in rows["other-bot"].split(">")[0]
+    assert "hidden" not in rows["support-bot"].split(">")[0]
+    assert "<h1>For org-admins: ready to ship</h1>" in dom
+    assert "1 of 2 shown" in dom

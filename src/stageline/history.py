@@ -10,7 +10,7 @@ merged from a side branch appears as its merge commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
@@ -84,45 +84,132 @@ def history(ws: Workspace, agent: str, env: str, limit: int | None = None) -> li
     return [_version(ws, commit, env, tree) for commit, tree in zip(commits, trees, strict=True)]
 
 
-def histories(ws: Workspace, limit: int | None = None) -> dict[tuple[str, str], list[Version]]:
+@dataclass(frozen=True)
+class Walked:
+    """The branch's first-parent chain (newest first) and, for each of its commits, what
+    ``histories`` needs: the agent directories its first-parent diff touched, each as
+    ``[env, agent, tree or None, whether a directory changed]``, and the commit's fields."""
+
+    chain: list[str]
+    records: dict[str, dict[str, Any]]
+
+    def last_changes(self) -> dict[tuple[str, str], str]:
+        """For each ``(env, agent)`` directory, the newest commit that changed it: what
+        ``inventory.collect`` finds with a walk of its own
+        (``tests/test_inventory.py`` holds the two to each other)."""
+        found: dict[tuple[str, str], str] = {}
+        for oid in self.chain:
+            for env, agent, _tree, directory in self.records[oid]["d"]:
+                if directory:
+                    found.setdefault((env, agent), oid)
+        return found
+
+
+def walk_directories(ws: Workspace) -> Walked:
+    chain = ws.store.first_parent_chain(ws.head)
+    return Walked(chain, _directory_changes(ws, chain))
+
+
+def histories(ws: Workspace, limit: int | None = None,
+              walked: Walked | None = None) -> dict[tuple[str, str], list[Version]]:
     """``history`` of every agent in every environment at once, by ``(env, agent)``: one
     walk of the branch's first parents diffed under environments/ (with the directories
     git's diff names), instead of a walk per agent and environment. A commit is a version
     of a directory exactly when its first-parent diff touches it, as for ``history``'s
-    path-limited walk (``tests/test_history.py`` holds the two to each other)."""
+    path-limited walk (``tests/test_history.py`` holds the two to each other).
+
+    What a commit changed against its first parent never changes: each commit's
+    directories and fields are kept in a cache in the git directory (as the audit log's),
+    so a later run diffs only the commits that came since (``walked``: that walk, done
+    already). The actor is worked out at each run, as the policy may change."""
     if limit is not None and limit < 1:
         raise UsageError("--history takes a positive number.")
-    commits = ws.store.walk(["--first-parent", ws.head], [ENV_ROOT], trees=True)
-    found: dict[tuple[str, str], list[CommitInfo]] = {}
-    for commit in commits:  # newest first
-        touched = {(parts[1], parts[2]) for ch in commit.changes
-                   if len(parts := ch.path.split("/", 3)) >= 3 and parts[1] in ENVIRONMENTS}
-        for key in touched:
-            listed = found.setdefault(key, [])
+    walked = walked or walk_directories(ws)
+    found: dict[tuple[str, str], list[tuple[str, dict[str, Any], str | None]]] = {}
+    for oid in walked.chain:  # newest first
+        record = walked.records[oid]
+        for env, agent, tree, _directory in record["d"]:
+            listed = found.setdefault((env, agent), [])
             if limit is None or len(listed) < limit:
-                listed.append(commit)
-    specs = [(c.oid, env_dir(env, agent)) for (env, agent), cs in found.items() for c in cs]
-    trees = iter(ws.store.trees_at(specs))
-    return {(env, agent): [_version(ws, c, env, next(trees)) for c in cs]
-            for (env, agent), cs in found.items()}
+                listed.append((oid, record, tree))
+    members: dict[str, Member | None] = {}
+
+    def version(oid: str, record: dict[str, Any], env: str, tree: str | None) -> Version:
+        email = record["e"]
+        if email not in members:
+            members[email] = ws.policy.member_by_email(email)
+        member, claimed = members[email], record["k"]
+        action = _version_action(record["a"], record["m"], env)
+        override = record["o"].strip() if action == "promote" else ""
+        return Version(oid, tree, action, member.id if member else (
+            claimed if claimed and "\n" not in claimed else None), record["t"],
+            override or None)
+
+    return {key: [version(oid, record, key[0], tree) for oid, record, tree in listed]
+            for key, listed in found.items()}
+
+
+HISTORY_CACHE = "stageline-history-cache.jsonl"
+
+
+def _directory_changes(ws: Workspace, chain: list[str]) -> dict[str, dict[str, Any]]:
+    """For each commit of the chain, the agent directories its first-parent diff touched
+    (``[env, agent, tree or None]``) and the fields a version needs: from the cache, the
+    commits it lacks diffed (in chunks) and added to it."""
+    path = ws.store.git_dir / HISTORY_CACHE
+    known = _read_cache(path, _is_directory_record)
+    missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
+               if oid not in known]
+    for start in range(0, len(missing), CACHE_CHUNK):
+        order = missing[start:start + CACHE_CHUNK]
+        # Cut at the agent directories: a change deeper down shows as its directory's entry.
+        commits = ws.store.walk_listed(order, [ENV_ROOT], trees=True, depth=AGENT_DEPTH)
+        fresh = {c.oid: _directory_record(c) for c in commits}
+        known.update(fresh)
+        _append_cache(path, fresh)
+    return known
+
+
+def _directory_record(commit: CommitInfo) -> dict[str, Any]:
+    trees: dict[tuple[str, str], tuple[str | None, bool]] = {}
+    for ch in commit.changes:
+        parts = ch.path.split("/")
+        if len(parts) == AGENT_DEPTH + 1 and parts[0] == ENV_ROOT and parts[1] in ENVIRONMENTS:
+            # A directory that became a file shows as a deleted tree beside an added file.
+            tree, directory = trees.get((parts[1], parts[2]), (None, False))
+            trees[(parts[1], parts[2])] = (
+                tree or (ch.new_oid if ch.new_mode == TREE_MODE else None),
+                directory or TREE_MODE in (ch.old_mode, ch.new_mode))
+    return {"t": iso_time(commit), "e": commit.author_email, "m": len(commit.parents) > 1,
+            "k": commit.trailers.get(rules.ACTOR_TRAILER),
+            "a": commit.trailers.get(rules.ACTION_TRAILER, ""),
+            "o": commit.trailers.get(trailers.OVERRIDE, ""),
+            "d": [[env, agent, tree, directory]
+                  for (env, agent), (tree, directory) in sorted(trees.items())]}
+
+
+def _is_directory_record(record: Any) -> bool:
+    return isinstance(record, dict) and {"t", "e", "m", "k", "a", "o", "d"} <= set(record) \
+        and isinstance(record["d"], list) and all(
+            isinstance(d, list) and len(d) == 4 and d[0] in ENVIRONMENTS for d in record["d"])
 
 
 def _version(ws: Workspace, commit: CommitInfo, env: str, tree: str | None) -> Version:
-    action = _version_action(commit, env)
+    action = _version_action(commit.trailers.get(rules.ACTION_TRAILER, ""),
+                             len(commit.parents) > 1, env)
     override = commit.trailers.get(trailers.OVERRIDE, "").strip() if action == "promote" else ""
     return Version(commit.oid, tree, action, actor_of(commit, ws.policy), iso_time(commit),
                    override or None)
 
 
-def _version_action(commit: CommitInfo, env: str) -> str:
-    claimed = commit.trailers.get(rules.ACTION_TRAILER, "")
+def _version_action(claimed: str, merge: bool, env: str) -> str:
     if env == "production" and claimed == rules.ROLLBACK:
         return "rollback"
     if env in ("staging", "production"):
         return "promote"
     if claimed == rules.CREATE_AGENT:
         return "create"
-    return "merge" if len(commit.parents) > 1 else "edit"
+    return "merge" if merge else "edit"
 
 
 # -- the audit log ------------------------------------------------------------------
@@ -213,7 +300,7 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     A cache that cannot be read or written is simply not used.
     """
     path = ws.store.git_dir / CACHE_NAME
-    cache = _read_cache(path)
+    cache = _read_cache(path, _is_event_records)
     chain = ws.store.first_parent_chain(ws.head)
     # Each commit of the chain is diffed against the next one, its first parent.
     missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
@@ -257,8 +344,10 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     return events
 
 
-def _read_cache(path: Path) -> dict[str, list[dict[str, Any]]]:
-    cache: dict[str, list[dict[str, Any]]] = {}
+def _read_cache(path: Path, valid: Callable[[Any], bool]) -> dict[str, Any]:
+    """A per-commit cache's records (``{"c": commit, "e": record}`` lines) that ``valid``
+    accepts; a line cut short by a crash is skipped: that commit is diffed again."""
+    cache: dict[str, Any] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -266,16 +355,20 @@ def _read_cache(path: Path) -> dict[str, list[dict[str, Any]]]:
     for line in lines:
         try:
             record = json.loads(line)
-            oid, events = record["c"], record["e"]
+            oid, value = record["c"], record["e"]
         except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash: that commit is diffed again
-        if isinstance(oid, str) and isinstance(events, list) and all(
-                isinstance(e, dict) and {"time", "action"} <= set(e) for e in events):
-            cache[oid] = events
+            continue
+        if isinstance(oid, str) and valid(value):
+            cache[oid] = value
     return cache
 
 
-def _append_cache(path: Path, found: dict[str, list[dict[str, Any]]]) -> None:
+def _is_event_records(events: Any) -> bool:
+    return isinstance(events, list) and all(
+        isinstance(e, dict) and {"time", "action"} <= set(e) for e in events)
+
+
+def _append_cache(path: Path, found: Mapping[str, Any]) -> None:
     encode = json.JSONEncoder(sort_keys=True).encode  # one encoder for every line
     data = "".join(encode({"c": oid, "e": events}) + "\n" for oid, events in found.items())
     try:

@@ -93,8 +93,11 @@ RESHIP = ("production was rolled back from this staging tree; promote a fix, or 
 
 
 @nogc
-def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> list[AgentStatus]:
-    """The status of every agent (or of ``only``) at the tip of the workspace's branch."""
+def collect(ws: Workspace, only: str | None = None, with_last: bool = True,
+            last_changes: dict[tuple[str, str], str] | None = None) -> list[AgentStatus]:
+    """The status of every agent (or of ``only``) at the tip of the workspace's branch;
+    ``last_changes`` is the newest commit that changed each ``(env, agent)`` directory,
+    when the caller has it already (``history.Walked.last_changes``)."""
     store = ws.store
     listed = store.subdirectories(ws.head, [f"{ENV_ROOT}/{env}" for env in ENVIRONMENTS])
     trees = {env: listed[f"{ENV_ROOT}/{env}"] for env in ENVIRONMENTS}
@@ -111,6 +114,10 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True) -> l
         present = {(env, name) for env in ENVIRONMENTS for name in trees[env]}
         winners.update(_last_changes(store, ws.head, names, present))
 
+    if last_changes is not None:
+        wanted = set(names)
+        winners.update({key: oid for key, oid in last_changes.items() if key[1] in wanted})
+        with_last = False
     # git walks the history in its own processes while the approvals are parsed here.
     in_parallel([read_approvals, walk] if with_last else [read_approvals])
     commits = {c.oid: c for c in store.read_commits(sorted(set(winners.values())))}

@@ -196,8 +196,9 @@ def guard(g: Globals) -> None:
 def site(g: Globals, out: str | None, rev: str | None, history: int, serve: bool,
          port: int) -> None:
     """Write a static site of the organization: the board of every agent's environments,
-    a page per agent (history, diffs), the audit log. Open DIR/index.html, or publish DIR
-    privately: it shows every prompt.
+    a page per agent (timeline, diffs, history), the audit log. Open DIR/index.html, or
+    publish DIR privately: it shows every prompt. Over a site written before, only the
+    agent pages whose inputs changed are rendered again.
 
     \b
     Examples:
@@ -223,4 +224,5 @@ def site(g: Globals, out: str | None, rev: str | None, history: int, serve: bool
     with Store.open(g.repo) as store:
         built = build(store, Path(out), rev, history)
     click.echo(f"wrote the site of {short_ref(built.ref)} {built.commit[:12]} to {built.out}: "
-               f"{built.pages} pages, {built.agents} agent(s).")
+               f"{built.pages} pages, {built.agents} agent(s); {built.rendered} agent page(s) "
+               f"rendered, {built.agents - built.rendered} unchanged.")

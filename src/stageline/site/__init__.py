@@ -7,10 +7,12 @@ org-admins), ``agents/<agent>/index.html``, ``log.html``, ``data/status.json`` (
 
 Every string on a page comes from the repository, which the threat model treats as
 written by an attacker: the templates are Jinja2 with autoescape on and undefined names
-an error, nothing is marked safe, no page has a script, and each carries a strict
+an error, nothing is marked safe, no page has a script but the site's own
+``static/board.js`` (by ``src``, nothing inline), and each carries a strict
 Content-Security-Policy. Jinja2 is imported here only, so no other command pays for it.
 The same commit gives the same bytes; the site is built in a temporary directory and
-then put in place of the old one.
+then put in place of the old one. Agent pages whose inputs did not change are taken over
+from the previous site rather than rendered again (``manifest``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from stageline.git.objects import short_ref
 from stageline.git.store import Store
 from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir, is_agent_name
 from stageline.policy import parse_policy
+from stageline.site import manifest
+from stageline.site.manifest import MARKER
 from stageline.workspace import Workspace
 from stageline.yamlsafe import visible
 
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'")
-MARKER = ".stageline-site"  # in an output directory: a site stageline wrote, safe to replace
 HISTORY = 50  # versions per environment on an agent page
 
 
@@ -46,6 +49,7 @@ class Site:
     commit: str
     agents: int
     pages: int
+    rendered: int  # agent pages rendered; the others were the previous site's, unchanged
 
 
 def open_at(store: Store, rev: str | None) -> Workspace:
@@ -72,7 +76,7 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
         raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
                       "new directory.")
     ws = open_at(store, rev)
-    pages = _pages(ws, history)
+    pages, rendered = _pages(ws, history, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     temp.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server's user
@@ -85,7 +89,8 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     agents = sum(1 for p in pages if p.startswith("agents/"))
-    return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")))
+    return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")),
+                rendered)
 
 
 def serve(store: Store, rev: str | None, history: int, port: int,
@@ -143,14 +148,17 @@ def _swap(temp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
-    """Every file of the site, by path: rendered in memory, then written at once."""
+def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], int]:
+    """Every file of the site, by path: rendered in memory (an agent page whose key is
+    the previous site's taken from ``out``), then written at once; and how many agent
+    pages were rendered."""
     import jinja2
 
     from stageline import remote
     from stageline.diffing import compare, line_kind, render
-    from stageline.history import audit_log, histories
+    from stageline.history import audit_log, histories, walk_directories
     from stageline.inventory import collect
+    from stageline.site.timeline import timeline
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("stageline.site", "templates"),
@@ -162,17 +170,21 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    statuses = collect(ws)
+    # One walk of the branch (cached per commit) for every agent's history and status.
+    walked = walk_directories(ws)
+    statuses = collect(ws, last_changes=walked.last_changes())
     subjects = _subjects(ws, [last.commit for s in statuses for e in ENVIRONMENTS
                               if (last := s.last[e]) is not None])
     push_log = ws.store.git_dir / PUSH_LOG  # as 'log' reads it: the server's, if here
     events = audit_log(ws, push_log=push_log if push_log.exists() else None)
-    generated = _generated()
+    # An agent page names neither the commit nor the build time (the board does): it is
+    # then the same bytes while its agent does not change, and need not be rewritten.
     common = {"organization": ws.policy.organization, "branch": short_ref(ws.ref),
-              "commit": ws.head, "generated": generated, "csp": CSP}
+              "csp": CSP}
+    tip = {"commit": ws.head, "generated": _generated()}
     rows = [_row(s, subjects) for s in statuses]
-    every = histories(ws, history)
-    listings = _listings(ws, statuses)
+    every = histories(ws, history, walked)
+    position = {oid: i for i, oid in enumerate(walked.chain)}
     pages: dict[str, bytes] = {}
 
     def page(path: str, template: str, **values: Any) -> None:
@@ -180,17 +192,41 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
         text = env.get_template(template).render(root=root, **common, **values)
         pages[path] = text.encode("utf-8")
 
-    views = [("index.html", "All agents", rows),
+    views = [("index.html", "All agents", rows, "all"),
              ("qa.html", "For QA: in staging, not yet ready",
               [r for r in rows if r["trees"]["staging"] and not r["ready"]
-               and r["trees"]["staging"] != r["trees"]["production"]]),
+               and r["trees"]["staging"] != r["trees"]["production"]], "qa"),
              ("ship.html", "For org-admins: ready to ship",
-              [r for r in rows if r["ready"] and not r["production_equals_staging"]])]
-    for path, title, shown in views:
-        page(path, "board.html", title=title, rows=shown, views=views, current=path)
+              [r for r in rows if r["ready"] and not r["production_equals_staging"]], "ship")]
+    # Which views each row is in, for static/board.js to filter the board in place.
+    member = {name: {id(r) for r in shown} for _path, _title, shown, name in views}
+    board = {id(r): {**r, "views": [v for v in ("qa", "ship") if id(r) in member[v]]}
+             for r in rows}
+    for path, title, shown, _name in views:
+        page(path, "board.html", title=title, rows=[board[id(r)] for r in shown],
+             views=views, current=path, **tip)
+    previous = manifest.read(out) if out.is_dir() else {}
+    keys: dict[str, str] = {}
+    stale = []  # agent pages to render: (status, path, values)
     for s, row in zip(statuses, rows, strict=True):
         if not row["link"]:
             continue  # a name no agent may have (".." from a hand-made tree): no page
+        path = f"agents/{s.name}/index.html"
+        versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
+        values: dict[str, Any] = {"row": row, "versions": versions, "history": history,
+                                  "commit": None, "generated": None}
+        # Left out of the key as they follow from what is in it: the diffs (from the
+        # trees in the row) and the timeline (from the versions: commits keep their
+        # order on the first-parent chain whatever its tip).
+        keys[path] = manifest.key({**common, **values})
+        kept = manifest.previous_page(out, path, previous.get(path), keys[path])
+        if kept is None:
+            stale.append((s, path, values))
+        else:
+            pages[path] = kept
+    # Every agent's files in one listing for a full build; for a few, each tree its own.
+    listings = _listings(ws, statuses) if len(stale) * 2 > len(statuses) else None
+    for s, path, values in stale:
         diffs = []
         # What each promotion would bring: the target's version against the source's.
         for source, target in (("development", "staging"), ("staging", "production")):
@@ -199,10 +235,10 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
             lines = render(compare(ws, s.name, target, source, listings))
             diffs.append({"title": f"What promoting {source} to {target} would change",
                           "lines": [{"kind": line_kind(ln), "text": ln} for ln in lines]})
-        versions = {e: [v.to_json() for v in every.get((e, s.name), [])] for e in ENVIRONMENTS}
-        page(f"agents/{s.name}/index.html", "agent.html", row=row, versions=versions,
-             diffs=diffs, history=history)
-    page("log.html", "log.html", events=[e.to_json() for e in events])
+        page(path, "agent.html", diffs=diffs,
+             timeline=timeline(values["versions"], position), **values)
+    entries = {path: (key, manifest.digest(pages[path])) for path, key in keys.items()}
+    page("log.html", "log.html", events=[e.to_json() for e in events], **tip)
     status = {"branch": remote.standing(ws).to_json(),
               "agents": [s.to_json() for s in statuses]}
     pages["data/status.json"] = (json.dumps(status, separators=(",", ":")) + "\n").encode()
@@ -210,9 +246,10 @@ def _pages(ws: Workspace, history: int) -> dict[str, bytes]:
     pages["data/log.jsonl"] = "".join(encode(e.to_json()) + "\n" for e in events).encode()
     from importlib.resources import files
 
-    pages["static/site.css"] = files("stageline.site").joinpath("static/site.css").read_bytes()
-    pages[MARKER] = b"a site written by 'stageline site'; it is replaced whole by the next\n"
-    return pages
+    for name in ("site.css", "board.js"):
+        pages[f"static/{name}"] = files("stageline.site").joinpath(f"static/{name}").read_bytes()
+    pages[MARKER] = manifest.text(entries)
+    return pages, len(stale)
 
 
 def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, tuple[str, str]]]:
