@@ -31,22 +31,29 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from stageline.errors import UsageError
+from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
 from stageline.layout import DELETED_MODE, POLICY_FILE
 from stageline.policy import Policy
-from stageline.rules import Violation
+from stageline.rules import CommitFacts, Violation
 from stageline.server import facts, signatures
 from stageline.server.judge import verdict
 from stageline.server.policies import Policies, PolicyAt
+from stageline.signing import Checked
 
 
+@nogc
 def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Violation]]:
     """How many commits were judged, and every violation among them."""
-    mainline = store.first_parent_chain(tip, root)
     listed = store.rev_list(["--topo-order", tip, "--not", root])
-    first_parent = {oid: parents[:1] for oid, parents in listed}
-    if mainline and first_parent.get(mainline[-1]) != (root,):
+    parents_of = dict(listed)
+    mainline: list[str] = []  # the first-parent line from the tip, as far as the listing
+    step: str | None = tip
+    while step in parents_of:
+        mainline.append(step)
+        step = next(iter(parents_of[step]), None)
+    if mainline and parents_of[mainline[-1]][:1] != (root,):
         if not store.is_ancestor(root, tip):
             raise UsageError(f"{root[:12]} is not an earlier commit of {branch}; --from takes "
                              "a commit the branch's history holds.")
@@ -60,14 +67,24 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
     commits = store.walk_listed(listed, trees=True)
     blobs = _policy_blobs(store, commits)
     policies = Policies(store)
-    bodies: dict[str, bytes] = {}
-    malformed = facts.malformed(store, commits, bodies)
-    found = facts.gather(store, commits, tip, malformed, f"refs/heads/{branch}")
     judges = _judges(commits, set(mainline))
     read = {blob: policies.blob(blob) if blob else PolicyAt()
             for blob in {blobs.get(p) for ps in judges.values() for p in ps}}
     valid = [p.policy for p in read.values() if p.policy is not None]
-    signed = signatures.check(store, signatures.needing(commits, valid), bodies)
+    bodies = {c.oid: obj[2] for c, obj in zip(commits, store.objects([c.oid for c in commits]),
+                                              strict=True) if obj and obj[1] == "commit"}
+    # The signatures are checked (CPU, no git) while the facts are read (much of it
+    # waiting for git): 5.3 s instead of 5.7 for 10,000 commits (docs/performance.md).
+    needing = [(c.oid, bodies.get(c.oid)) for c in signatures.needing(commits, valid)]
+    signed: dict[str, Checked] = {}
+    found: list[CommitFacts] = []
+
+    def read_facts() -> None:
+        malformed = facts.malformed(store, commits, dict(bodies))
+        found.extend(facts.gather(store, commits, tip, malformed, f"refs/heads/{branch}"))
+
+    in_parallel([lambda: signed.update(signatures.of_bodies(needing, store.hexlen)),
+                 read_facts])
     # A key revoked anywhere in the history, or at the tip, is revoked for all of it: its
     # holder's signatures prove nothing, whenever they claim to be made.
     tip_policy = policies.at(tip).policy

@@ -46,8 +46,9 @@ def malformed(store: Store, commits: Sequence[CommitInfo],
     """The objects each commit brings that git's own tools read in more than one way
     (``fsck.py``): the commit object itself, its root tree, every tree its first parent
     does not have (``diff-tree -t`` lists them), and any entry whose object is not of
-    the kind its mode says (a "file" that is a directory). Each object is read once;
-    ``bodies``, when given, keeps each commit object's bytes (signatures read them)."""
+    the kind its mode says (a "file" that is a directory). Each object is read once:
+    ``bodies``, when given, holds commit objects read already (they are not read again)
+    and receives those read here (signatures read them too)."""
     trees: dict[str, None] = {}
     # trees inside agent directories, whose names are free (environments/, an
     # environment's directory and approvals/ hold validated lowercase names only)
@@ -62,8 +63,11 @@ def malformed(store: Store, commits: Sequence[CommitInfo],
                     judged.add(ch.new_oid)
             elif ch.new_mode not in (DELETED_MODE, GITLINK_MODE):
                 files[ch.new_oid] = None
-    oids = [c.oid for c in commits]
-    problems: dict[str, str] = {}
+    known = bodies if bodies is not None else {}
+    given = [c.oid for c in commits if c.oid in known]
+    oids = [c.oid for c in commits if c.oid not in known]
+    problems: dict[str, str] = {oid: why for oid in given
+                                if (why := fsck.commit_problem(known[oid])) is not None}
     tree_data: dict[str, bytes] = {}
     for oid, obj in zip([*oids, *trees], store.objects([*oids, *trees]), strict=True):
         if obj is None:

@@ -38,12 +38,14 @@ def check(store: Store, commits: Sequence[CommitInfo],
     unread = [c.oid for c in commits if c.oid not in known]
     read = {oid: obj[2] for oid, obj in zip(unread, store.objects(unread), strict=True)
             if obj is not None and obj[1] == "commit"}
-    found: dict[str, Checked] = {}
-    for commit in commits:
-        data = known.get(commit.oid, read.get(commit.oid))
-        found[commit.oid] = Checked(None, "it cannot be read") if data is None else \
-            of_commit(data, store.hexlen)
-    return found
+    return of_bodies([(c.oid, known.get(c.oid, read.get(c.oid))) for c in commits],
+                     store.hexlen)
+
+
+def of_bodies(bodies: Sequence[tuple[str, bytes | None]], hexlen: int) -> dict[str, Checked]:
+    """``of_commit`` of each ``(oid, commit object)``; None: the object cannot be read."""
+    return {oid: Checked(None, "it cannot be read") if data is None else of_commit(data, hexlen)
+            for oid, data in bodies}
 
 
 def of_commit(data: bytes, hexlen: int) -> Checked:
