@@ -110,6 +110,15 @@ def signed_commit(clone: Path, keydir: Path, author: str, key: str | None, messa
     return git(clone, "rev-parse", "HEAD")
 
 
+def list_also(clone: Path, keydir: Path, member: str, key: str) -> None:
+    """``key`` listed under ``member`` too, in the clone's policy (not committed)."""
+    policy = (clone / "stageline.yaml").read_text()
+    mine = f"      - {pub(keydir, member)}"
+    assert mine in policy
+    (clone / "stageline.yaml").write_text(policy.replace(mine, f"{mine}\n      - "
+                                                                f"{pub(keydir, key)}"))
+
+
 def forged_release(clone: Path) -> None:
     copy_dir(clone, STG, PRD)
 
@@ -206,10 +215,7 @@ def test_a_key_the_policy_does_not_list_is_refused(signed: tuple[Path, Path],
 def test_a_key_added_and_used_in_one_push_counts_from_the_next(signed: tuple[Path, Path],
                                                                keydir: Path) -> None:
     server, clone = signed
-    policy = (clone / "stageline.yaml").read_text()
-    (clone / "stageline.yaml").write_text(policy.replace(
-        f"      - {pub(keydir, 'alice')}", f"      - {pub(keydir, 'alice')}\n"
-                                           f"      - {pub(keydir, 'spare')}"))
+    list_also(clone, keydir, "alice", "spare")
     signed_commit(clone, keydir, "olga", "olga", "List alice's second key")
     copy_dir(clone, DEV, STG)
     signed_commit(clone, keydir, "alice", "spare", "Promote with the new key")
@@ -355,10 +361,7 @@ def test_a_malformed_signature_is_a_clean_rejection(signed: tuple[Path, Path], k
 def test_the_same_key_under_two_members_is_an_invalid_policy_the_hook_refuses(
         signed: tuple[Path, Path], keydir: Path) -> None:
     server, clone = signed
-    policy = (clone / "stageline.yaml").read_text()
-    (clone / "stageline.yaml").write_text(policy.replace(
-        f"      - {pub(keydir, 'rita')}", f"      - {pub(keydir, 'rita')}\n"
-                                          f"      - {pub(keydir, 'quinn')}"))
+    list_also(clone, keydir, "rita", "quinn")
     signed_commit(clone, keydir, "olga", "olga", "Give rita quinn's key")
     rejected(clone, server, "olga", "is listed under both quinn and rita")
     assert sl(clone, "status").code == REPOSITORY
