@@ -770,7 +770,31 @@ def test_audit_from_the_last_audited_tip_refuses_a_foxtrot_merge(signed: tuple[P
     git(clone, "reset", "-q", "--hard", tip)
     result = sl(clone, "audit", "--from", audited)
     assert result.code == CHECK_FAILED and "does not pass through" in result.out
-    result = sl(clone, "audit", "--from", root, "--json")
+    # from the root: the clean audit recorded before reached `audited`, which the branch
+    # no longer passes through
+    result = sl(clone, "audit", "--from", root)
+    assert result.code == CHECK_FAILED and "(the tip audited before)" in result.out
+    result = sl(clone, "audit", "--from", root, "--full", "--json")
     assert result.code == CHECK_FAILED
     rules = [v["rule"] for v in json.loads(result.out)["violations"] if v["commit"] == tip]
     assert any("the author omar@test.example is not a member" in r for r in rules), rules
+
+
+def test_a_clean_audit_is_recorded_and_the_next_judges_what_came_since(
+        signed: tuple[Path, Path], keydir: Path) -> None:
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    first = sl(clone, "audit", "--from", root, "--json")
+    assert first.code == OK and json.loads(first.out)["commits"] == 1
+    record = json.loads((clone / ".git" / "stageline-audited.json").read_text())
+    assert record[root]["tip"] == git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "quinn", "mark-ready", "support-bot")
+    again = sl(clone, "audit", "--from", root, "--json")
+    assert again.code == OK and json.loads(again.out)["commits"] == 2
+    assert json.loads((clone / ".git" / "stageline-audited.json").read_text())[root]["tip"] \
+        == git(clone, "rev-parse", "HEAD")
+    assert json.loads(sl(clone, "audit", "--from", root, "--full", "--json").out)["commits"] == 2
+    # a record that is not one (hand-edited, cut short) is no record: a whole audit
+    (clone / ".git" / "stageline-audited.json").write_text('{"x": [1')
+    assert json.loads(sl(clone, "audit", "--from", root, "--json").out)["commits"] == 2

@@ -109,12 +109,16 @@ def keys_check(g: Globals, as_json: bool) -> None:
               help="The commit trusted as it is (the organization's first commit, or a "
                    "release you checked).")
 @click.option("--ref", "rev", metavar="REF", help="The branch to audit (default: HEAD's).")
+@click.option("--full", is_flag=True,
+              help="Judge every commit again, not only those since the last clean audit "
+                   "from ROOT.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def audit(g: Globals, root: str, rev: str | None, as_json: bool) -> None:
+def audit(g: Globals, root: str, rev: str | None, full: bool, as_json: bool) -> None:
     """Judge every commit from ROOT to the branch's tip by the policy at its first parent
     (keys, roles and every rule of the hook but the pusher and windows); exit 1 on any
-    violation.
+    violation. A clean audit is recorded in the git directory: the next one from ROOT
+    judges only what came since, and the branch must still pass through the tip it saw.
 
     \b
     EXAMPLES
@@ -134,7 +138,7 @@ def audit(g: Globals, root: str, rev: str | None, as_json: bool) -> None:
             raise UsageError(f"{(root if start is None else rev or 'HEAD')!r} names no commit "
                              "in this repository.")
         branch = short_ref(ref) if ref and ref.startswith("refs/") else (ref or "HEAD")
-        count, violations = run_audit(store, start, tip, branch)
+        count, violations = run_audit(store, start, tip, branch, full)
     if as_json:
         emit_json({"ref": branch, "from": start, "tip": tip, "commits": count,
                    "violations": [{"commit": v.commit, "path": v.path, "rule": v.rule,

@@ -27,8 +27,12 @@ history.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from stageline.errors import UsageError
 from stageline.git.process import in_parallel, nogc
@@ -42,10 +46,80 @@ from stageline.server.judge import verdict
 from stageline.server.policies import Policies, PolicyAt
 from stageline.signing import Checked
 
+AUDITED = "stageline-audited.json"  # in the git directory: {root: {tip, commits, revoked}}
+
+
+def audit(store: Store, root: str, tip: str, branch: str,
+          full: bool = False) -> tuple[int, list[Violation]]:
+    """How many commits were judged, and every violation among them.
+
+    A clean audit is recorded in the git directory (``AUDITED``), and the next audit from
+    the same root (unless ``full``) judges only the commits since the tip it reached: the
+    branch must still pass through that tip on its first-parent line (a history
+    rewritten, or merged "foxtrot", since is a violation), and a key revoked since means
+    a whole audit again, since its earlier signatures count no more."""
+    path = Path(store.git_dir) / AUDITED
+    record = None if full else _recorded(path).get(root)
+    if record is None:
+        count, violations, revoked = judged(store, root, tip, branch)
+    elif record["tip"] == tip:
+        return record["commits"], []
+    elif not store.is_ancestor(record["tip"], tip):
+        return 0, [_skipped(tip, branch, record["tip"], "the tip audited before")]
+    else:
+        count, violations, revoked = judged(store, record["tip"], tip, branch,
+                                            frozenset(record["revoked"]),
+                                            "the tip audited before")
+        if not revoked <= frozenset(record["revoked"]):
+            count, violations, revoked = judged(store, root, tip, branch)
+        else:
+            count += record["commits"]
+    if not violations:
+        _record(path, root, {"tip": tip, "commits": count, "revoked": sorted(revoked)})
+    return count, violations
+
+
+def _skipped(tip: str, branch: str, root: str, what: str) -> Violation:
+    """The branch does not move through ``root``: rewritten, or a merge put another line
+    first ("foxtrot"), as no push the hook accepts could."""
+    return Violation(tip, None, f"the first-parent line of {branch} does not pass through "
+                                f"{root[:12]} ({what}): its history was rewritten, or a merge "
+                                "made another line its first parent",
+                     "restore the branch to a state that holds it on its first-parent line, "
+                     "and merge with that line first")
+
+
+def _recorded(path: Path) -> dict[str, dict[str, Any]]:
+    """The clean audits recorded, by root; anything unreadable is no record."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {root: r for root, r in data.items() if isinstance(r, dict)
+            and isinstance(r.get("tip"), str) and isinstance(r.get("commits"), int)
+            and isinstance(r.get("revoked"), list)
+            and all(isinstance(f, str) for f in r["revoked"])}
+
+
+def _record(path: Path, root: str, record: dict[str, Any]) -> None:
+    found = _recorded(path)
+    found[root] = record
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a read-only repository: audited, not recorded
+
 
 @nogc
-def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Violation]]:
-    """How many commits were judged, and every violation among them."""
+def judged(store: Store, root: str, tip: str, branch: str,
+           revoked_before: frozenset[str] = frozenset(), root_is: str = "--from"
+           ) -> tuple[int, list[Violation], frozenset[str]]:
+    """The commits from ``root`` to ``tip`` judged: how many, the violations, and every
+    key revoked by a policy among them, at the tip or in ``revoked_before``."""
     listed = store.rev_list(["--topo-order", tip, "--not", root])
     parents_of = dict(listed)
     mainline: list[str] = []  # the first-parent line from the tip, as far as the listing
@@ -57,13 +131,7 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
         if not store.is_ancestor(root, tip):
             raise UsageError(f"{root[:12]} is not an earlier commit of {branch}; --from takes "
                              "a commit the branch's history holds.")
-        # The branch did not move through ROOT: rewritten, or a merge put another line
-        # first ("foxtrot"), as no push the hook accepts could.
-        return 0, [Violation(tip, None, f"the first-parent line of {branch} does not pass "
-                             f"through {root[:12]}: its history was rewritten, or a merge "
-                             "made another line its first parent",
-                             "restore the branch to a state that holds ROOT on its "
-                             "first-parent line, and merge with ROOT's line first")]
+        return 0, [_skipped(tip, branch, root, root_is)], revoked_before
     commits = store.walk_listed(listed, trees=True)
     blobs = _policy_blobs(store, commits)
     policies = Policies(store)
@@ -88,8 +156,8 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
     # A key revoked anywhere in the history, or at the tip, is revoked for all of it: its
     # holder's signatures prove nothing, whenever they claim to be made.
     tip_policy = policies.at(tip).policy
-    revoked = frozenset().union(*(p.signing.revoked for p in
-                                  [*valid, *([tip_policy] if tip_policy else [])]))
+    revoked = revoked_before.union(*(p.signing.revoked for p in
+                                     [*valid, *([tip_policy] if tip_policy else [])]))
     strict: dict[int, Policy] = {
         id(p): replace(p, signing=replace(p.signing, revoked=p.signing.revoked | revoked))
         for p in valid}
@@ -108,7 +176,7 @@ def audit(store: Store, root: str, tip: str, branch: str) -> tuple[int, list[Vio
             else:
                 found_here = verdict(commit, fact, strict[id(at.policy)], None, signed)
             violations += [v for v in found_here if v not in violations]
-    return len(commits), violations
+    return len(commits), violations, revoked
 
 
 def _judges(commits: Sequence[CommitInfo], mainline: set[str]) -> dict[str, list[str]]:
