@@ -20,6 +20,8 @@ step python bench/hook.py --agents 20 --commits 20 --runs 1
 step python bench/promote.py --sizes 5,20 --runs 1
 step python bench/clone_promote.py --agents 20 --files 3 --runs 1 --trace
 step python bench/history.py --agents 20 --commits 40 --runs 1
+step python bench/signing.py --agents 20 --commits 30 --signed 6 --audit 40 --runs 1
+step python bench/site.py --agents 20 --files 3 --commits 40 --runs 1
 step python bench/run.py --sizes 5,20 --runs 1 --push-commits 20 --commits 40 \
     --history-agents 20 --write-docs --docs "$tmp/performance.md"
 grep -q '<!-- bench:run:end -->' "$tmp/performance.md"
