@@ -139,9 +139,14 @@ _DIFFLIB_LIMIT = 1_000_000
 
 def _git_diff(ws: Workspace, old: tuple[str, str] | None,
               new: tuple[str, str] | None) -> list[str]:
-    """git's unified diff of two blobs, from its first hunk on."""
+    """git's unified diff of two blobs, from its first hunk on: every option that shapes
+    the hunks given, so that no configuration (``diff.algorithm``, ``diff.indentHeuristic``,
+    ``diff.interHunkContext``, ``diff.suppressBlankEmpty``) makes another diff of the same
+    files."""
     assert old is not None and new is not None
-    out = ws.store.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", "-U3",
+    out = ws.store.run("-c", "diff.suppressBlankEmpty=false", "diff", "--no-color",
+                       "--no-ext-diff", "--no-textconv", "--diff-algorithm=myers",
+                       "--indent-heuristic", "--inter-hunk-context=0", "-U3",
                        old[1], new[1], check=False).decode("utf-8", "replace")
     lines = out.split("\n")
     first = next((i for i, line in enumerate(lines) if line.startswith("@@")), len(lines))

@@ -157,7 +157,9 @@ def _directory_changes(ws: Workspace, chain: list[str]) -> dict[str, dict[str, A
     (``[env, agent, tree or None]``) and the fields a version needs: from the cache, the
     commits it lacks diffed (in chunks) and added to it."""
     path = ws.store.git_dir / HISTORY_CACHE
-    known = _read_cache(path, _is_directory_record)
+    cached = _read_cache(path, _is_directory_record)
+    keys = _chain_keys(chain)
+    known = {oid: cached[key] for oid, key in keys.items() if key in cached}
     missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
                if oid not in known]
     for start in range(0, len(missing), CACHE_CHUNK):
@@ -166,8 +168,15 @@ def _directory_changes(ws: Workspace, chain: list[str]) -> dict[str, dict[str, A
         commits = ws.store.walk_listed(order, [ENV_ROOT], trees=True, depth=AGENT_DEPTH)
         fresh = {c.oid: _directory_record(c) for c in commits}
         known.update(fresh)
-        _append_cache(path, fresh)
+        _append_cache(path, {keys[oid]: record for oid, record in fresh.items()})
     return known
+
+
+def _chain_keys(chain: Sequence[str]) -> dict[str, str]:
+    """The cache key of each commit of a first-parent chain: the commit and the parent it
+    is diffed against (a shallow clone's boundary, diffed as a root commit, is diffed
+    again once its parent has been fetched)."""
+    return {oid: f"{oid} {''.join(chain[i + 1:i + 2])}" for i, oid in enumerate(chain)}
 
 
 def _directory_record(commit: CommitInfo) -> dict[str, Any]:
@@ -189,9 +198,16 @@ def _directory_record(commit: CommitInfo) -> dict[str, Any]:
 
 
 def _is_directory_record(record: Any) -> bool:
-    return isinstance(record, dict) and {"t", "e", "m", "k", "a", "o", "d"} <= set(record) \
+    """A record as ``_directory_record`` writes it, every field of its type: a line
+    edited by hand or by anyone else is no record (that commit is diffed again)."""
+    return isinstance(record, dict) and set(record) == {"t", "e", "m", "k", "a", "o", "d"} \
+        and all(isinstance(record[k], str) for k in "teao") \
+        and isinstance(record["m"], bool) and isinstance(record["k"], (str, type(None))) \
         and isinstance(record["d"], list) and all(
-            isinstance(d, list) and len(d) == 4 and d[0] in ENVIRONMENTS for d in record["d"])
+            isinstance(d, list) and len(d) == 4 and d[0] in ENVIRONMENTS
+            and isinstance(d[1], str)
+            and isinstance(d[2], (str, type(None))) and isinstance(d[3], bool)
+            for d in record["d"])
 
 
 def _version(ws: Workspace, commit: CommitInfo, env: str, tree: str | None) -> Version:
@@ -300,8 +316,10 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
     A cache that cannot be read or written is simply not used.
     """
     path = ws.store.git_dir / CACHE_NAME
-    cache = _read_cache(path, _is_event_records)
     chain = ws.store.first_parent_chain(ws.head)
+    keys = _chain_keys(chain)
+    cached = _read_cache(path, _is_event_records)
+    cache = {oid: cached[key] for oid, key in keys.items() if key in cached}
     # Each commit of the chain is diffed against the next one, its first parent.
     missing = [(oid, tuple(chain[i + 1:i + 2])) for i, oid in enumerate(chain)
                if oid not in cache]
@@ -323,7 +341,7 @@ def _organization_events(ws: Workspace, paths: list[str]) -> list[Event]:
             found[event.commit].append(record)
             fresh.setdefault(event.commit, []).append(event)
         cache.update(found)
-        _append_cache(path, found)
+        _append_cache(path, {keys[oid]: records for oid, records in found.items()})
     events = []
     members: dict[str, Member | None] = {}
     for oid in chain:
@@ -364,8 +382,17 @@ def _read_cache(path: Path, valid: Callable[[Any], bool]) -> dict[str, Any]:
 
 
 def _is_event_records(events: Any) -> bool:
+    """Records as ``_organization_events`` writes them, every field of its type."""
+    def text(value: Any, blank: bool = True) -> bool:
+        return isinstance(value, str) or (blank and value is None)
+
     return isinstance(events, list) and all(
-        isinstance(e, dict) and {"time", "action"} <= set(e) for e in events)
+        isinstance(e, dict) and {"time", "action", "agent", "tree", "email", "claimed"}
+        <= set(e) <= {"time", "action", "agent", "tree", "email", "claimed", "restores",
+                      "override"}
+        and text(e["time"], False) and e["action"] in ACTIONS and text(e["agent"])
+        and text(e["tree"]) and text(e["email"], False) and text(e["claimed"])
+        and text(e.get("restores")) and text(e.get("override")) for e in events)
 
 
 def _append_cache(path: Path, found: Mapping[str, Any]) -> None:

@@ -94,10 +94,12 @@ RESHIP = ("production was rolled back from this staging tree; promote a fix, or 
 
 @nogc
 def collect(ws: Workspace, only: str | None = None, with_last: bool = True,
-            last_changes: dict[tuple[str, str], str] | None = None) -> list[AgentStatus]:
+            last_changes: dict[tuple[str, str], str] | None = None,
+            now: datetime | None = None) -> list[AgentStatus]:
     """The status of every agent (or of ``only``) at the tip of the workspace's branch;
     ``last_changes`` is the newest commit that changed each ``(env, agent)`` directory,
-    when the caller has it already (``history.Walked.last_changes``)."""
+    when the caller has it already (``history.Walked.last_changes``); release windows
+    are judged at ``now`` (default: this machine's clock)."""
     store = ws.store
     listed = store.subdirectories(ws.head, [f"{ENV_ROOT}/{env}" for env in ENVIRONMENTS])
     trees = {env: listed[f"{ENV_ROOT}/{env}"] for env in ENVIRONMENTS}
@@ -124,7 +126,7 @@ def collect(ws: Workspace, only: str | None = None, with_last: bool = True,
     actions = {oid: LastAction(oid, actor_of(c, ws.policy), action_of(c), c.author_time)
                for oid, c in commits.items()}
     result = []
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     frozen = windows.blocking(list(ws.policy.windows.get("production", ())), now) \
         if ws.policy.windows.get("production") else None
     # The tree production was rolled back from, where production's last change is a

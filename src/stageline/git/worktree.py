@@ -108,6 +108,10 @@ class Worktree(Writer, Walker):
             raise Blocked(f"uncommitted changes in {dirty[0]}{more} would be replaced; "
                           "commit, stash or remove them first.")
 
+    def tracked(self, path: Path) -> bool:
+        """Whether git tracks a file at or below ``path``, a path in the work tree."""
+        return bool(self.run("ls-files", "-z", "--", str(path)))
+
     def index_tree(self) -> str:
         """The tree of the index (of ``GIT_INDEX_FILE`` when git commit sets it for its
         hooks), written as tree objects only: no commit, no ref."""

@@ -21,13 +21,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stageline.errors import Blocked, UsageError
+from stageline.errors import Blocked, StagelineError, UsageError
 from stageline.git.objects import short_ref
 from stageline.git.store import Store
 from stageline.layout import ENV_ROOT, ENVIRONMENTS, POLICY_FILE, PUSH_LOG, env_dir, is_agent_name
@@ -68,13 +69,8 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     written there before; a directory holding anything else is refused)."""
     if history < 1:
         raise UsageError("--history takes a positive number.")
-    if out.is_symlink():
-        raise Blocked(f"{out} is a symbolic link; give the directory itself (the site "
-                      "replaces the directory at that path).")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / MARKER).exists())):
-        raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
-                      "new directory.")
+    out = Path(os.path.abspath(out))  # "x/.." is x: renamed as x, never as "x/.."
+    _check_out(store, out)
     ws = open_at(store, rev)
     pages, rendered = _pages(ws, history, out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +87,31 @@ def build(store: Store, out: Path, rev: str | None = None, history: int = HISTOR
     agents = sum(1 for p in pages if p.startswith("agents/"))
     return Site(out, ws.ref, ws.head, agents, sum(1 for p in pages if p.endswith(".html")),
                 rendered)
+
+
+def _check_out(store: Store, out: Path) -> None:
+    """``out`` may be replaced whole by a site: a new or empty directory, or one holding a
+    site stageline wrote (its marker a regular file), that no one committed."""
+    here = Path.cwd().resolve()
+    if out.is_symlink():
+        raise Blocked(f"{out} is a symbolic link; give the directory itself (the site "
+                      "replaces the directory at that path).")
+    if out.resolve() in (here, *here.parents):
+        raise Blocked(f"{out} is this directory or one above it; the site replaces its "
+                      "directory whole: give a directory below, such as public/.")
+    if not out.exists():
+        return
+    marker = out / MARKER
+    if not out.is_dir() or (any(out.iterdir()) and not (
+            not marker.is_symlink() and marker.is_file())):
+        raise Blocked(f"{out} holds files that are not a stageline site; choose an empty or "
+                      "new directory.")
+    if store.work_tree is not None and out.resolve().is_relative_to(
+            Path(store.work_tree).resolve()) and store.tracked(out.resolve()):
+        # Pages taken over from a committed "site" would be anyone's who may push.
+        raise Blocked(f"{out} holds files the repository tracks; the site is built from the "
+                      "repository, never over it: build it into an untracked directory or "
+                      "outside the work tree.")
 
 
 def serve(store: Store, rev: str | None, history: int, port: int,
@@ -115,6 +136,7 @@ def serve(store: Store, rev: str | None, history: int, port: int,
     with tempfile.TemporaryDirectory(prefix="stageline-site-") as tmp:
         out = Path(tmp) / "site"
         built = build(store, out, rev, history)
+        windowed = bool(open_at(store, rev).policy.windows)
         handler = functools.partial(Handler, directory=str(out))
         with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
             say(f"serving the site of {short_ref(built.ref)} {built.commit[:12]} at "
@@ -123,11 +145,19 @@ def serve(store: Store, rev: str | None, history: int, port: int,
 
             def rebuild() -> None:
                 shown = built.commit
+                last = time.monotonic()
                 while not stop.wait(poll):
                     tip = store.resolve(built.ref) if rev is None else shown
-                    if tip and tip != shown:
-                        shown = build(store, out, rev, history).commit
-                        say(f"rebuilt the site at {shown[:12]}")
+                    # what release windows block changes with the clock: once a minute
+                    stale = windowed and time.monotonic() - last >= 60
+                    if tip and (tip != shown or stale):
+                        last = time.monotonic()
+                        try:
+                            shown = build(store, out, rev, history).commit
+                            say(f"rebuilt the site at {shown[:12]}")
+                        except StagelineError as exc:  # the last good site stays served
+                            shown = tip
+                            say(f"could not rebuild at {tip[:12]}: {exc.message}")
 
             watcher = threading.Thread(target=rebuild, daemon=True)
             watcher.start()
@@ -138,14 +168,33 @@ def serve(store: Store, rev: str | None, history: int, port: int,
 
 
 def _swap(temp: Path, out: Path) -> None:
-    """``temp`` becomes ``out``: the old site is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
+    """``temp`` becomes ``out``. Where the system can exchange two paths in one step
+    (Linux's ``renameat2``), a reader sees the old site or the new one, never neither;
+    elsewhere the old site is moved aside first, and for that moment there is none."""
+    if not out.exists():
+        os.replace(temp, out)
+        return
+    if _exchange(temp, out):
+        shutil.rmtree(temp, ignore_errors=True)  # now the old site
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old)  # onto the empty directory mkdtemp made: a name no one else has
     os.replace(temp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (``renameat2(RENAME_EXCHANGE)``); False where the
+    system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # the C library's
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done: int = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
 
 
 def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], int]:
@@ -172,7 +221,7 @@ def _pages(ws: Workspace, history: int, out: Path) -> tuple[dict[str, bytes], in
     )
     # One walk of the branch (cached per commit) for every agent's history and status.
     walked = walk_directories(ws)
-    statuses = collect(ws, last_changes=walked.last_changes())
+    statuses = collect(ws, last_changes=walked.last_changes(), now=_now())
     subjects = _subjects(ws, [last.commit for s in statuses for e in ENVIRONMENTS
                               if (last := s.last[e]) is not None])
     push_log = ws.store.git_dir / PUSH_LOG  # as 'log' reads it: the server's, if here
@@ -262,6 +311,13 @@ def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, tup
             by_dir.setdefault("/".join(parts[:3]), {})[parts[3]] = (item.mode, item.oid)
     return {tree: by_dir.get(env_dir(env, s.name), {}) for s in statuses
             for env, tree in s.trees.items() if tree is not None}
+
+
+def _now() -> datetime | None:
+    """The time release windows are judged at: SOURCE_DATE_EPOCH when set (the same bytes
+    for the same commit and time), else this machine's clock."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else None
 
 
 def _generated() -> str | None:

@@ -33,13 +33,15 @@ Entry = tuple[str, str]  # (key of the page's inputs, SHA-256 of its bytes)
 @cache
 def fingerprint() -> str:
     """The code that renders a page: every module and template of stageline, and the
-    versions of Jinja2, MarkupSafe and Python (an escaping rule may change with them).
-    A change to any of them renders every page again."""
+    versions of Jinja2, MarkupSafe and Python (an escaping rule may change with them) and
+    of git (its diff of large files). A change to any of them renders every page again."""
     from importlib.metadata import version
+
+    from stageline.git.process import version as git_version
 
     digest = hashlib.sha256()
     digest.update(f"{version('jinja2')} {version('markupsafe')} "
-                  f"{sys.version_info[:2]}\n".encode())
+                  f"{sys.version_info[:2]} {git_version()}\n".encode())
     package = Path(__file__).resolve().parent.parent
     for path in sorted(p for p in package.rglob("*")
                        if p.suffix in (".py", ".html") and "__pycache__" not in p.parts):
@@ -54,13 +56,18 @@ def key(values: dict[str, Any]) -> str:
     return hashlib.sha256(f"{fingerprint()}\n{text}".encode()).hexdigest()
 
 
+MAX_MANIFEST = 64 * 1024 * 1024  # bytes: 10,000 agents take about 2 MB
+MAX_PAGE = 64 * 1024 * 1024
+
+
 def read(out: Path) -> dict[str, Entry]:
     """The previous site's manifest; nothing (every page rendered) when there is none or
     it cannot be read."""
+    raw = regular_file(out / MARKER, MAX_MANIFEST)
     try:
-        data = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8")) if raw is not None else {}
         pages = data["pages"] if data.get("format") == FORMAT else {}
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError):
         return {}
     if not isinstance(pages, dict):
         return {}
@@ -85,18 +92,30 @@ def previous_page(out: Path, path: str, entry: Entry | None, wanted: str) -> byt
     (``wanted`` is the key) and its bytes are the ones recorded; else None."""
     if entry is None or entry[0] != wanted:
         return None
+    # The page itself, inside the site: no symbolic link is followed out of it.
+    if any((out / part).is_symlink() for part in _parents(path)):
+        return None
+    data = regular_file(out / path, MAX_PAGE)
+    return data if data is not None and digest(data) == entry[1] else None
+
+
+def regular_file(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path`` when it is a regular file (not a link, a FIFO or a device) of
+    at most ``limit`` bytes; else None. Opened without blocking: a FIFO in a previous
+    site's place must not stop the build."""
     try:
-        # The page itself, inside the site: no symbolic link is followed out of it.
-        if any((out / part).is_symlink() for part in _parents(path)):
-            return None
-        fd = os.open(out / path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                return None
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
-    return data if digest(data) == entry[1] else None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        try:
+            data = fh.read(limit + 1)
+        except OSError:
+            return None
+    return data if len(data) <= limit else None
 
 
 def _parents(path: str) -> list[str]:
