@@ -157,7 +157,8 @@ def time_audit(repo: Path, base: str, runs: int) -> float:
     for _ in range(runs):
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-P", "-m", "stageline", "--repo", str(repo),
-                               "audit", "--from", base, "--ref", "refs/bench/signed"],
+                               "audit", "--full", "--from", base, "--ref",
+                               "refs/bench/signed"],
                               capture_output=True)
         samples.append(time.perf_counter() - start)
         if proc.returncode != 0:

@@ -798,3 +798,33 @@ def test_a_clean_audit_is_recorded_and_the_next_judges_what_came_since(
     # a record that is not one (hand-edited, cut short) is no record: a whole audit
     (clone / ".git" / "stageline-audited.json").write_text('{"x": [1')
     assert json.loads(sl(clone, "audit", "--from", root, "--json").out)["commits"] == 2
+
+
+def test_audit_in_two_processes_finds_what_one_finds(signed: tuple[Path, Path], keydir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """From SPLIT commits two processes judge a half each: the same violations as one,
+    and a second process that fails fails the audit (nothing it did not judge passes)."""
+    import stageline.server.audit as audit_module
+    from stageline.errors import RepositoryError
+
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    copy_dir(clone, DEV, STG)
+    signed_commit(clone, keydir, "alice", None, "An unsigned promotion")  # the oldest half
+    for text in ("one", "two", "three", "four", "five"):
+        (clone / DEV / "prompts/system.md").write_text(f"{text}\n")
+        signed_commit(clone, keydir, "alice", None, f"Prompt {text}")
+    with Store.open(clone) as store:
+        tip = store.resolve("HEAD")
+        assert tip is not None
+        alone = audit_module.judged(store, root, tip, "main")
+        monkeypatch.setattr(audit_module, "SPLIT", 2)
+        halves = audit_module.judged(store, root, tip, "main")
+        assert halves == alone and len(alone[1]) == 1 and "unsigned" in alone[1][0].rule
+
+        def no_second_store(*_args: object) -> Store:
+            raise RepositoryError("no git for the second process")
+
+        monkeypatch.setattr(audit_module.Store, "open", no_second_store)
+        with pytest.raises(RepositoryError, match="audit's second process failed"):
+            audit_module.judged(store, root, tip, "main")
