@@ -788,12 +788,16 @@ def test_a_clean_audit_is_recorded_and_the_next_judges_what_came_since(
     first = sl(clone, "audit", "--from", root, "--json")
     assert first.code == OK and json.loads(first.out)["commits"] == 1
     record = json.loads((clone / ".git" / "stageline-audited.json").read_text())
-    assert record[root]["tip"] == git(clone, "rev-parse", "HEAD")
+    assert record[f"{root} main"]["tip"] == git(clone, "rev-parse", "HEAD")
     act(clone, keydir, "quinn", "mark-ready", "support-bot")
     again = sl(clone, "audit", "--from", root, "--json")
     assert again.code == OK and json.loads(again.out)["commits"] == 2
-    assert json.loads((clone / ".git" / "stageline-audited.json").read_text())[root]["tip"] \
-        == git(clone, "rev-parse", "HEAD")
+    assert json.loads((clone / ".git" / "stageline-audited.json").read_text())[
+        f"{root} main"]["tip"] == git(clone, "rev-parse", "HEAD")
+    # another branch from the same root has a record of its own
+    git(clone, "branch", "release", "HEAD~1")
+    other = sl(clone, "audit", "--from", root, "--ref", "release", "--json")
+    assert other.code == OK and json.loads(other.out)["commits"] == 1
     assert json.loads(sl(clone, "audit", "--from", root, "--full", "--json").out)["commits"] == 2
     # a record that is not one (hand-edited, cut short) is no record: a whole audit
     (clone / ".git" / "stageline-audited.json").write_text('{"x": [1')

@@ -48,7 +48,8 @@ from stageline.server.policies import Policies, PolicyAt
 from stageline.signing import Checked
 
 SPLIT = 2000  # commits from which two processes judge them, a half each
-AUDITED = "stageline-audited.json"  # in the git directory: {root: {tip, commits, revoked}}
+# in the git directory: {"<root> <branch>": {tip, commits, revoked}}
+AUDITED = "stageline-audited.json"
 
 
 def audit(store: Store, root: str, tip: str, branch: str,
@@ -61,7 +62,8 @@ def audit(store: Store, root: str, tip: str, branch: str,
     rewritten, or merged "foxtrot", since is a violation), and a key revoked since means
     a whole audit again, since its earlier signatures count no more."""
     path = Path(store.git_dir) / AUDITED
-    record = None if full else _recorded(path).get(root)
+    key = f"{root} {branch}"
+    record = None if full else _recorded(path).get(key)
     if record is None:
         count, violations, revoked = judged(store, root, tip, branch)
     elif record["tip"] == tip:
@@ -77,7 +79,7 @@ def audit(store: Store, root: str, tip: str, branch: str,
         else:
             count += record["commits"]
     if not violations:
-        _record(path, root, {"tip": tip, "commits": count, "revoked": sorted(revoked)})
+        _record(path, key, {"tip": tip, "commits": count, "revoked": sorted(revoked)})
     return count, violations
 
 
@@ -92,22 +94,22 @@ def _skipped(tip: str, branch: str, root: str, what: str) -> Violation:
 
 
 def _recorded(path: Path) -> dict[str, dict[str, Any]]:
-    """The clean audits recorded, by root; anything unreadable is no record."""
+    """The clean audits recorded, by root and branch; anything unreadable is no record."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {root: r for root, r in data.items() if isinstance(r, dict)
+    return {key: r for key, r in data.items() if isinstance(r, dict)
             and isinstance(r.get("tip"), str) and isinstance(r.get("commits"), int)
             and isinstance(r.get("revoked"), list)
             and all(isinstance(f, str) for f in r["revoked"])}
 
 
-def _record(path: Path, root: str, record: dict[str, Any]) -> None:
+def _record(path: Path, key: str, record: dict[str, Any]) -> None:
     found = _recorded(path)
-    found[root] = record
+    found[key] = record
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
