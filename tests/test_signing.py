@@ -559,7 +559,7 @@ def test_audit_judges_each_commit_by_the_policy_before_it(tmp_path: Path, keydir
     assert any("nina does not hold qa now" in r for r in rules)
     assert any("must be signed by one of olga's keys" in r and "unsigned" in r for r in rules)
     # the same history from a root after the forgery's parent has nothing before it to judge
-    later = sl(clone, "audit", "--from", "HEAD~1")
+    later = sl(clone, "audit", "--from", git(clone, "rev-parse", "HEAD~1"))
     assert later.code == CHECK_FAILED and "1 commits" not in later.out
 
 
@@ -774,7 +774,9 @@ def test_audit_from_the_last_audited_tip_refuses_a_foxtrot_merge(signed: tuple[P
     # no longer passes through
     result = sl(clone, "audit", "--from", root)
     assert result.code == CHECK_FAILED and "(the tip audited before)" in result.out
-    result = sl(clone, "audit", "--from", root, "--full", "--json")
+    # with no memory of it (a fresh clone), omar's merge is judged by main's policy too
+    (clone / ".git" / "stageline-audited.json").unlink()
+    result = sl(clone, "audit", "--from", root, "--json")
     assert result.code == CHECK_FAILED
     rules = [v["rule"] for v in json.loads(result.out)["violations"] if v["commit"] == tip]
     assert any("the author omar@test.example is not a member" in r for r in rules), rules
@@ -832,3 +834,67 @@ def test_audit_in_two_processes_finds_what_one_finds(signed: tuple[Path, Path], 
         monkeypatch.setattr(audit_module.Store, "open", no_second_store)
         with pytest.raises(RepositoryError, match="audit's second process failed"):
             audit_module.judged(store, root, tip, "main")
+
+
+def test_audit_reads_its_names_so_no_tag_stands_in(signed: tuple[Path, Path],
+                                                   keydir: Path) -> None:
+    """A tag named `main` on a clean commit was audited in place of the branch (git's
+    lookup prefers tags), and a tag named like a short commit id in place of ROOT (audit
+    pass 3, finding 1)."""
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    git(clone, "tag", "main")  # a clean state, as anyone may push a tag
+    copy_dir(clone, DEV, STG)
+    (clone / STG / "extra.md").write_text("by hand\n")
+    signed_commit(clone, keydir, "alice", None, "Staging by hand")
+    result = sl(clone, "audit", "--from", root, "--ref", "main")
+    assert result.code == CHECK_FAILED and "unsigned" in result.out
+    git(clone, "tag", root[:12], "HEAD")
+    result = sl(clone, "audit", "--from", root[:12])
+    assert result.code == 2 and "full commit id or a full ref name" in result.err
+    assert sl(clone, "audit", "--from", "refs/tags/main").code == CHECK_FAILED
+
+
+def test_audit_remembers_the_tips_and_revocations_it_saw(signed: tuple[Path, Path],
+                                                         keydir: Path) -> None:
+    """Audited clean at T; quinn's key revoked, and the audit failed; the branch forced
+    back to T and a mark signed with the stolen key added: the audit passed (audit pass 3,
+    finding 2). Every audit is remembered now, not only a clean one."""
+    server, clone = signed
+    root = git(clone, "rev-parse", "HEAD")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    clean = git(clone, "rev-parse", "HEAD")
+    assert sl(clone, "audit", "--from", root).code == OK
+    policy = (clone / "stageline.yaml").read_text()
+    (clone / "stageline.yaml").write_text(policy.replace(
+        "revoked: []", f"revoked: [{fingerprint(keydir, 'quinn')}]"))
+    signed_commit(clone, keydir, "olga", "olga", "quinn's key was stolen")
+    assert sl(clone, "audit", "--from", root).code == OK  # nothing quinn signed yet
+    git(clone, "reset", "-q", "--hard", clean)  # the revocation rewritten away
+    act(clone, keydir, "quinn", "mark-ready", "support-bot")
+    result = sl(clone, "audit", "--from", root)
+    assert result.code == CHECK_FAILED and "(the tip audited before)" in result.out
+    # with the line the clone saw restored, the stolen key's mark still counts for nothing
+    record = clone / ".git" / "stageline-audited.json"
+    data = json.loads(record.read_text())
+    data[f"{root} main"]["tip"] = clean
+    record.write_text(json.dumps(data))
+    result = sl(clone, "audit", "--from", root, "--json")
+    assert result.code == CHECK_FAILED
+    assert any("revoked key" in v["rule"] for v in json.loads(result.out)["violations"])
+
+
+def test_audit_roots_off_the_branch_are_refused(signed: tuple[Path, Path],
+                                                keydir: Path) -> None:
+    """A ROOT after the tip (on another branch) judged nothing and passed (audit pass 3,
+    finding 3)."""
+    server, clone = signed
+    tip = git(clone, "rev-parse", "HEAD")
+    git(clone, "checkout", "-q", "-b", "later")
+    act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
+    later = git(clone, "rev-parse", "HEAD")
+    result = sl(clone, "audit", "--from", later, "--ref", "main")
+    assert result.code == 2 and "not an earlier commit of main" in result.err
+    result = sl(clone, "audit", "--from", tip, "--ref", "main", "--json")
+    assert result.code == OK and json.loads(result.out)["commits"] == 0

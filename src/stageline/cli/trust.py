@@ -123,21 +123,17 @@ def audit(g: Globals, root: str, rev: str | None, full: bool, as_json: bool) -> 
     \b
     EXAMPLES
       stageline audit --from $(git rev-list --max-parents=0 HEAD)
-      stageline audit --from v1.0 --ref main --json
+      stageline audit --from refs/tags/v1.0 --ref main --json
     """
-    from stageline.errors import CheckFailed, UsageError
+    from stageline.errors import CheckFailed
     from stageline.git.objects import short_ref
     from stageline.git.store import Store
     from stageline.server.audit import audit as run_audit
+    from stageline.server.audit import named
 
     with Store.open(g.repo) as store:
-        ref = rev or store.head_ref()
-        tip = store.resolve(ref) if ref else None
-        start = store.resolve(root)
-        if tip is None or start is None:
-            raise UsageError(f"{(root if start is None else rev or 'HEAD')!r} names no commit "
-                             "in this repository.")
-        branch = short_ref(ref) if ref and ref.startswith("refs/") else (ref or "HEAD")
+        start, ref, tip = named(store, root, rev)
+        branch = short_ref(ref)
         count, violations = run_audit(store, start, tip, branch, full)
     if as_json:
         emit_json({"ref": branch, "from": start, "tip": tip, "commits": count,

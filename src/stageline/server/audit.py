@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stageline.errors import RepositoryError, UsageError
+from stageline.git.objects import looks_like_oid
 from stageline.git.process import in_parallel, nogc
 from stageline.git.store import Store
 from stageline.git.walk import CommitInfo
@@ -52,35 +53,69 @@ SPLIT = 2000  # commits from which two processes judge them, a half each
 AUDITED = "stageline-audited.json"
 
 
+def named(store: Store, root: str, ref: str | None) -> tuple[str, str, str]:
+    """ROOT's commit, the branch's full ref and its tip, read so that no other ref can
+    stand in for them: ``--ref NAME`` is ``refs/heads/NAME`` (git's own lookup would take a
+    tag or a remote-tracking ref of that name first, and anyone may push a tag), ROOT a
+    full commit id or a full ref name."""
+    full = ref if ref and ref.startswith("refs/") else f"refs/heads/{ref}" if ref else \
+        store.head_ref()
+    if full is None:
+        raise UsageError("HEAD is not on a branch; name the branch with --ref.")
+    tip = store.refs(full).get(full)
+    tip = store.resolve(tip) if tip else None
+    if tip is None:
+        raise UsageError(f"there is no {full}; --ref takes a branch (main) or a full ref "
+                         "name (refs/remotes/origin/main).")
+    if root.startswith("refs/"):
+        found = store.refs(root).get(root)
+        start = store.resolve(found) if found else None
+    elif looks_like_oid(root) and len(root) == store.hexlen:
+        start = store.resolve(root)
+    else:
+        raise UsageError(f"--from takes a full commit id or a full ref name (refs/tags/v1), "
+                         f"not {root!r}: a short name could be a tag anyone may push.")
+    if start is None:
+        raise UsageError(f"{root!r} names no commit in this repository.")
+    return start, full, tip
+
+
 def audit(store: Store, root: str, tip: str, branch: str,
           full: bool = False) -> tuple[int, list[Violation]]:
     """How many commits were judged, and every violation among them.
 
-    A clean audit is recorded in the git directory (``AUDITED``), and the next audit from
-    the same root (unless ``full``) judges only the commits since the tip it reached: the
-    branch must still pass through that tip on its first-parent line (a history
-    rewritten, or merged "foxtrot", since is a violation), and a key revoked since means
-    a whole audit again, since its earlier signatures count no more."""
+    Each audit is recorded in the git directory (``AUDITED``, by root and branch): the
+    tip it reached, the keys it saw revoked, and whether it was clean. The next audit
+    from the same root requires the branch to still pass through that tip on its
+    first-parent line (a history rewritten, or merged "foxtrot", since is a violation)
+    and keeps those keys revoked, whatever the history now says; after a clean one it
+    judges only the commits since (unless ``full``), and all of them again when a key
+    was revoked since, since its earlier signatures count no more."""
     path = Path(store.git_dir) / AUDITED
     key = f"{root} {branch}"
-    record = None if full else _recorded(path).get(key)
-    if record is None:
-        count, violations, revoked = judged(store, root, tip, branch)
+    record = _recorded(path).get(key)
+    seen = frozenset(record["revoked"]) if record else frozenset()
+    if record is not None and record["tip"] != tip and not _on_line(store, record["tip"], tip):
+        return 0, [_skipped(tip, branch, record["tip"], "the tip audited before")]
+    if record is None or full or not record["clean"]:
+        count, violations, revoked = judged(store, root, tip, branch, seen)
     elif record["tip"] == tip:
         return record["commits"], []
-    elif not store.is_ancestor(record["tip"], tip):
-        return 0, [_skipped(tip, branch, record["tip"], "the tip audited before")]
     else:
-        count, violations, revoked = judged(store, record["tip"], tip, branch,
-                                            frozenset(record["revoked"]),
+        count, violations, revoked = judged(store, record["tip"], tip, branch, seen,
                                             "the tip audited before")
-        if not revoked <= frozenset(record["revoked"]):
-            count, violations, revoked = judged(store, root, tip, branch)
+        if not revoked <= seen:
+            count, violations, revoked = judged(store, root, tip, branch, seen)
         else:
             count += record["commits"]
-    if not violations:
-        _record(path, key, {"tip": tip, "commits": count, "revoked": sorted(revoked)})
+    _record(path, key, {"tip": tip, "commits": count, "revoked": sorted(revoked),
+                        "clean": not violations})
     return count, violations
+
+
+def _on_line(store: Store, commit: str, tip: str) -> bool:
+    """Whether ``commit`` is on ``tip``'s first-parent line."""
+    return store.is_ancestor(commit, tip) and commit in set(store.first_parent_chain(tip))
 
 
 def _skipped(tip: str, branch: str, root: str, what: str) -> Violation:
@@ -103,7 +138,7 @@ def _recorded(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     return {key: r for key, r in data.items() if isinstance(r, dict)
             and isinstance(r.get("tip"), str) and isinstance(r.get("commits"), int)
-            and isinstance(r.get("revoked"), list)
+            and isinstance(r.get("clean"), bool) and isinstance(r.get("revoked"), list)
             and all(isinstance(f, str) for f in r["revoked"])}
 
 
@@ -131,7 +166,7 @@ def judged(store: Store, root: str, tip: str, branch: str,
     while step in parents_of:
         mainline.append(step)
         step = next(iter(parents_of[step]), None)
-    if mainline and parents_of[mainline[-1]][:1] != (root,):
+    if root != tip and (not mainline or parents_of[mainline[-1]][:1] != (root,)):
         if not store.is_ancestor(root, tip):
             raise UsageError(f"{root[:12]} is not an earlier commit of {branch}; --from takes "
                              "a commit the branch's history holds.")
