@@ -119,6 +119,15 @@ def list_also(clone: Path, keydir: Path, member: str, key: str) -> None:
                                                                 f"{pub(keydir, key)}"))
 
 
+def revoke(clone: Path, keydir: Path, member: str, message: str) -> None:
+    """olga's signed commit listing ``member``'s key in ``signing.revoked``."""
+    policy = (clone / "stageline.yaml").read_text()
+    assert "revoked: []" in policy
+    (clone / "stageline.yaml").write_text(policy.replace(
+        "revoked: []", f"revoked: [{fingerprint(keydir, member)}]"))
+    signed_commit(clone, keydir, "olga", "olga", message)
+
+
 def forged_release(clone: Path) -> None:
     copy_dir(clone, STG, PRD)
 
@@ -229,10 +238,7 @@ def test_a_key_added_and_used_in_one_push_counts_from_the_next(signed: tuple[Pat
 
 def test_a_revoked_key_never_verifies(signed: tuple[Path, Path], keydir: Path) -> None:
     server, clone = signed
-    policy = (clone / "stageline.yaml").read_text()
-    (clone / "stageline.yaml").write_text(policy.replace(
-        "revoked: []", f"revoked: [{fingerprint(keydir, 'alice')}]"))
-    signed_commit(clone, keydir, "olga", "olga", "Revoke alice's key")
+    revoke(clone, keydir, "alice", "Revoke alice's key")
     accepted(clone, server, "olga")
     copy_dir(clone, DEV, STG)
     signed_commit(clone, keydir, "alice", "alice", "Promote")
@@ -643,10 +649,7 @@ def test_a_key_revoked_later_proves_nothing_in_audit(signed: tuple[Path, Path],
     act(clone, keydir, "quinn", "mark-ready", "support-bot")
     marked = git(clone, "rev-parse", "HEAD")
     assert sl(clone, "audit", "--from", root).code == OK
-    policy = (clone / "stageline.yaml").read_text()
-    (clone / "stageline.yaml").write_text(policy.replace(
-        "revoked: []", f"revoked: [{fingerprint(keydir, 'quinn')}]"))
-    signed_commit(clone, keydir, "olga", "olga", "Revoke quinn's stolen key")
+    revoke(clone, keydir, "quinn", "Revoke quinn's stolen key")
     result = sl(clone, "audit", "--from", root, "--json")
     assert result.code == CHECK_FAILED
     assert [v["commit"] for v in json.loads(result.out)["violations"]] == [marked]
@@ -866,10 +869,7 @@ def test_audit_remembers_the_tips_and_revocations_it_saw(signed: tuple[Path, Pat
     act(clone, keydir, "alice", "promote", "support-bot", "--to", "staging")
     clean = git(clone, "rev-parse", "HEAD")
     assert sl(clone, "audit", "--from", root).code == OK
-    policy = (clone / "stageline.yaml").read_text()
-    (clone / "stageline.yaml").write_text(policy.replace(
-        "revoked: []", f"revoked: [{fingerprint(keydir, 'quinn')}]"))
-    signed_commit(clone, keydir, "olga", "olga", "quinn's key was stolen")
+    revoke(clone, keydir, "quinn", "quinn's key was stolen")
     assert sl(clone, "audit", "--from", root).code == OK  # nothing quinn signed yet
     git(clone, "reset", "-q", "--hard", clean)  # the revocation rewritten away
     act(clone, keydir, "quinn", "mark-ready", "support-bot")
