@@ -185,3 +185,11 @@ def test_serve_keeps_serving_after_a_build_it_refuses(clone: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_source_date_no_clock_can_hold_is_one_sentence(clone: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "stageline", "--repo", str(clone), "site",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "9" * 20})
+    assert proc.returncode == 2 and "is not a time this machine can hold" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()

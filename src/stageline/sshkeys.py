@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import struct
 from dataclasses import dataclass
@@ -78,6 +77,8 @@ class Unchecked:
 
 
 def fingerprint(blob: bytes) -> str:
+    import hashlib  # here: OpenSSL's start costs every hook run 3 ms, and few need it
+
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
@@ -249,6 +250,8 @@ def parse_armored(armored: bytes) -> Signature:
 
 def signed_data(signature: Signature, message: bytes) -> bytes:
     """What the key signed: the preamble, namespace, hash name and the message's hash."""
+    import hashlib
+
     digest = hashlib.new(signature.hash_algorithm, message).digest()
 
     def string(value: bytes) -> bytes:

@@ -10,7 +10,6 @@ for every commit.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 from stageline import signing, sshkeys
@@ -67,6 +66,8 @@ def of_commit(data: bytes, hexlen: int) -> Checked:
 
 def _ssh_keygen_check(signature: sshkeys.Signature, payload: bytes) -> None:
     """A key type checked by ``ssh-keygen`` (a security key's); SignatureError unless good."""
+    import tempfile  # a security key's signature only
+
     with tempfile.TemporaryDirectory(prefix="stageline-sig-") as tmp:
         path = os.path.join(tmp, "commit.sig")
         with open(path, "wb") as out:

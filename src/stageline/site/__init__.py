@@ -313,20 +313,30 @@ def _listings(ws: Workspace, statuses: Sequence[Any]) -> dict[str, dict[str, tup
             for env, tree in s.trees.items() if tree is not None}
 
 
-def _now() -> datetime | None:
-    """The time release windows are judged at: SOURCE_DATE_EPOCH when set (the same bytes
-    for the same commit and time), else this machine's clock."""
+def _source_date() -> int | None:
+    """SOURCE_DATE_EPOCH, the build's time when set, so that the same commit gives the
+    same bytes (https://reproducible-builds.org/specs/source-date-epoch/)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else None
+    return int(epoch) if epoch.isdigit() else None
+
+
+def _now() -> datetime | None:
+    """The time release windows are judged at: SOURCE_DATE_EPOCH when set, else (None)
+    this machine's clock."""
+    epoch = _source_date()
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch} is not a time this machine can "
+                         "hold.") from None
 
 
 def _generated() -> str | None:
-    """When the site was built: only from SOURCE_DATE_EPOCH, so that the same commit
-    gives the same bytes (https://reproducible-builds.org/specs/source-date-epoch/)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not epoch.isdigit():
-        return None
-    return f"{_when(int(epoch))} UTC"
+    """When the site was built: only from SOURCE_DATE_EPOCH."""
+    epoch = _source_date()
+    return None if epoch is None else f"{_when(epoch)} UTC"
 
 
 def _when(seconds: int) -> str:
