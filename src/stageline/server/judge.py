@@ -181,12 +181,12 @@ class Enforcer:
         bodies: dict[str, bytes] = {}
         malformed = facts.malformed(self.store, commits, bodies)
         signed = signatures.check(self.store, signatures.needing(commits, policies), bodies)
+        found = self.facts(commits, update.new, malformed, update.ref)  # once, for every policy
         violations: list[Violation] = []
         for policy in policies:
             # A service account's pushes are judged by their authors: pusher None.
             pusher = policy.member(who) if who else None
-            violations += [v for v in self.judge(commits, policy, pusher, update.new, malformed,
-                                                 update.ref, signed)
+            violations += [v for v in self.verdicts(commits, found, policy, pusher, signed)
                            if v not in violations]
         return violations
 
@@ -294,11 +294,23 @@ class Enforcer:
               ) -> list[Violation]:
         """Every rule over ``commits`` by ``policy``; with ``signed`` (the commits exist:
         not ``guard``'s staged one), signatures too, each commit's as the policy requires."""
+        return self.verdicts(commits, self.facts(commits, tip, malformed, branch), policy,
+                             pusher, signed)
+
+    def facts(self, commits: Sequence[CommitInfo], tip: str,
+              malformed: Mapping[str, tuple[tuple[str | None, str], ...]] | None,
+              branch: str) -> list[rules.CommitFacts]:
+        """What the rules need of ``commits``, whatever the policy (``facts.gather``)."""
         existing = frozenset(short_ref(b).lower() for b in self.policies.branches())
         if any(ch.path == POLICY_FILE for c in commits for ch in c.changes):
             existing |= self._names_taken()
-        found = facts.gather(self.store, commits, tip, malformed or {}, branch, existing,
-                             self.now, self.progress)
+        return facts.gather(self.store, commits, tip, malformed or {}, branch, existing,
+                            self.now, self.progress)
+
+    def verdicts(self, commits: Sequence[CommitInfo], found: Sequence[rules.CommitFacts],
+                 policy: Policy, pusher: Member | None,
+                 signed: Mapping[str, signing.Checked] | None) -> list[Violation]:
+        """Every rule over ``commits``, whose facts are ``found``, by ``policy``."""
         if self.progress:
             self.progress.phase("checking commits", len(found))
         violations: list[Violation] = []
