@@ -101,22 +101,20 @@ def allowed_signers(policy: Policy) -> str:
     date is its signer's to choose: it never decides whether a key counts)."""
     lines = [f"# {policy.organization}: the keys stageline.yaml lists "
              "('stageline keys allowed-signers')"]
-    for member in policy.members.values():
-        lines += [f'{member.email} namespaces="git" {key.line()}' for key in member.keys
-                  if key.fingerprint not in policy.signing.revoked]
-    for account in policy.service_accounts.values():
-        lines += [f'{account.id} namespaces="git" {key.line()}' for key in account.keys
-                  if key.fingerprint not in policy.signing.revoked]
+    lines += [f'{principal} namespaces="git" {key.line()}'
+              for _holder, _kind, principal, keys in _holders(policy) for key in keys
+              if key.fingerprint not in policy.signing.revoked]
     return "\n".join(lines) + "\n"
+
+
+def _holders(policy: Policy) -> list[tuple[str, str, str, tuple[PublicKey, ...]]]:
+    """Who holds keys: (id, kind, the principal git names them by, their keys)."""
+    return [(m.id, "member", m.email, m.keys) for m in policy.members.values()] + \
+        [(a.id, "service account", a.id, a.keys) for a in policy.service_accounts.values()]
 
 
 def listing(policy: Policy) -> list[dict[str, object]]:
     """``keys list``: every listed key with its holder, type, fingerprint and comment."""
-    rows: list[dict[str, object]] = []
-    holders = [(m.id, "member", m.keys) for m in policy.members.values()] + \
-        [(a.id, "service account", a.keys) for a in policy.service_accounts.values()]
-    for holder, kind, keys in holders:
-        rows += [{"holder": holder, "kind": kind, "type": key.type,
-                  "fingerprint": key.fingerprint, "comment": key.comment,
-                  "revoked": key.fingerprint in policy.signing.revoked} for key in keys]
-    return rows
+    return [{"holder": holder, "kind": kind, "type": key.type, "fingerprint": key.fingerprint,
+             "comment": key.comment, "revoked": key.fingerprint in policy.signing.revoked}
+            for holder, kind, _principal, keys in _holders(policy) for key in keys]
